@@ -1,0 +1,194 @@
+"""`chainops` command line: the same lib/ functions the Dagster assets call.
+
+Exit codes: 0 ok, 1 validation or guard failure (or `diff` found changes), 2 usage or
+environment error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from pipelines.lib import compiler
+from pipelines.lib.config import ConfigError, EnvironmentConfig, load_all
+from pipelines.lib.genesis import GenesisError, genesis_block_hash
+from pipelines.lib.gitops import GitopsError, GitopsRepository, git_blob_id
+from pipelines.lib.keys import KeyPolicyError
+from pipelines.lib.manifests import ManifestError
+from pipelines.lib.render import RenderError
+from pipelines.lib.sealing import AgeIdentity, SealingError
+from pipelines.lib.settings import Settings, resolve_settings
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+VALIDATION_ERRORS = (ConfigError, compiler.GuardError, compiler.ManifestValidationError, KeyPolicyError, RenderError)
+ENVIRONMENT_ERRORS = (GitopsError, SealingError, ManifestError, OSError)
+
+
+class UsageError(Exception):
+    pass
+
+
+def _add_location_flags(parser: argparse.ArgumentParser, with_repo: bool = True) -> None:
+    parser.add_argument("--environments", help="directory of environment files (env CHAINOPS_ENVIRONMENTS)")
+    parser.add_argument("--home", help="chainops home (env CHAINOPS_HOME, default .chainops/)")
+    if with_repo:
+        parser.add_argument("--repo", help="GitOps repository URL or path (env CHAINOPS_REPO)")
+        parser.add_argument("--branch", help="GitOps branch (env CHAINOPS_BRANCH, default main)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chainops", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    compile_p = sub.add_parser("compile", help="compile environments and publish them to the GitOps repository")
+    compile_p.add_argument("envs", nargs="*", metavar="ENV", help="environments to compile (default: all)")
+    _add_location_flags(compile_p)
+    compile_p.add_argument("--allow-genesis-change", action="append", default=[], metavar="ENV")
+    compile_p.add_argument("--decommission", action="append", default=[], metavar="ENV")
+    diff_p = sub.add_parser("diff", help="show what compile would change (exit 0 none, 1 changes, 2 error)")
+    diff_p.add_argument("env", metavar="ENV")
+    _add_location_flags(diff_p)
+    validate_p = sub.add_parser("validate", help="validate all environment files and cross-file rules")
+    _add_location_flags(validate_p, with_repo=False)
+    hash_p = sub.add_parser("genesis-hash", help="print the block hash of a genesis.json")
+    hash_p.add_argument("file", type=Path)
+    return parser
+
+
+@dataclass(frozen=True)
+class Selection:
+    compile: list[EnvironmentConfig]
+    decommission: list[str]
+
+
+def _select(settings: Settings, names: Sequence[str], decommission: Sequence[str]) -> Selection:
+    configs = {c.name: c for c in load_all(settings.environments_dir)}
+    unknown = [n for n in names if n not in configs]
+    if unknown:
+        raise UsageError(f"no environment file for {', '.join(unknown)} in {settings.environments_dir}")
+    chosen = [configs[n] for n in (names or sorted(configs))]
+    retire = sorted({c.name for c in chosen if c.spec.decommission} | set(decommission))
+    return Selection([c for c in chosen if c.name not in retire], retire)
+
+
+def _compile_one(
+    config: EnvironmentConfig, repo: GitopsRepository, base: str | None, ctx: compiler.CompileContext, allow_genesis_change: bool
+) -> compiler.CompiledEnvironment:
+    existing = compiler.ExistingEnvironment(config.name, repo.read_files(base, compiler.owned_paths(config.name)))
+    keys = compiler.compute_keys(config, existing, ctx.identity)
+    genesis = compiler.compute_genesis(config, keys)
+    compiler.check_genesis_lock(config, existing.lock, genesis, allow_genesis_change)
+    return compiler.render_environment(config, keys, genesis, existing, ctx)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    settings = resolve_settings(args.environments, args.home, args.repo, args.branch)
+    selection = _select(settings, args.envs, args.decommission)
+    settings.prepare()
+    identity = AgeIdentity.load_or_create(settings.home)
+    ctx = compiler.CompileContext(settings.charts_dir, identity, settings.target)
+    source = compiler.source_commit(settings.environments_dir)
+    with GitopsRepository(settings.repo, settings.branch, settings.home) as repo:
+        base = repo.fetch()
+        # Compile everything before writing anything: one bad environment publishes nothing.
+        compiled = [
+            _compile_one(c, repo, base, ctx, c.name in args.allow_genesis_change) for c in selection.compile
+        ]
+        changes = [compiler.to_change(c, cfg.profile.name, source) for c, cfg in zip(compiled, selection.compile)]
+        changes += [compiler.decommission_change(name) for name in selection.decommission]
+        result = repo.publish(changes, base)
+        orphans = compiler.rendered_environments(repo, base) - {c.name for c in selection.compile} - set(selection.decommission)
+    for item in compiled:
+        commit = result.commits.get(item.name)
+        print(
+            f"{item.name}: genesis {item.genesis_hash}  objects {item.object_count}  "
+            f"{'commit ' + commit[:12] if commit else 'unchanged'}"
+        )
+    for name in selection.decommission:
+        commit = result.commits.get(name)
+        print(f"{name}: decommissioned  {'commit ' + commit[:12] if commit else 'unchanged'}")
+    if not args.envs:
+        for name in sorted(orphans):
+            print(f"{name}: environment file is gone but rendered/{name} remains; "
+                  f"set decommission: true or run with --decommission {name}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    settings = resolve_settings(args.environments, args.home, args.repo, args.branch)
+    selection = _select(settings, [args.env], [])
+    settings.prepare()
+    identity = AgeIdentity.load_or_create(settings.home)
+    ctx = compiler.CompileContext(settings.charts_dir, identity, settings.target)
+    with GitopsRepository(settings.repo, settings.branch, settings.home) as repo:
+        base = repo.fetch()
+        current = repo.read_files(base, compiler.owned_paths(args.env))
+        if selection.decommission:
+            wanted: dict[str, bytes] = {p: b for p, b in current.items() if p == ".sops.yaml"}
+        else:
+            wanted = _compile_one(selection.compile[0], repo, base, ctx, allow_genesis_change=True).files
+    changed = False
+    for path in sorted(set(current) | set(wanted)):
+        old, new = current.get(path), wanted.get(path)
+        if old is not None and new is not None and git_blob_id(old) == git_blob_id(new):
+            continue
+        changed = True
+        if path.rsplit("/", 1)[-1].startswith("secret-"):
+            print(f"~ {path} (sealed Secret {'added' if old is None else 'removed' if new is None else 'changed'})")
+            continue
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                (old or b"").decode().splitlines(keepends=True),
+                (new or b"").decode().splitlines(keepends=True),
+                fromfile=f"a/{path}" if old is not None else "/dev/null",
+                tofile=f"b/{path}" if new is not None else "/dev/null",
+            )
+        )
+    return EXIT_FAIL if changed else EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    settings = resolve_settings(args.environments, args.home)
+    configs = load_all(settings.environments_dir)
+    for config in configs:
+        print(f"{config.name}: ok ({config.profile.name}{', legacy' if config.profile.legacy else ''})")
+    return EXIT_OK
+
+
+def cmd_genesis_hash(args: argparse.Namespace) -> int:
+    try:
+        document = json.loads(args.file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{args.file}: cannot read a JSON genesis: {exc}") from None
+    try:
+        print(genesis_block_hash(document))
+    except GenesisError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+COMMANDS = {"compile": cmd_compile, "diff": cmd_diff, "validate": cmd_validate, "genesis-hash": cmd_genesis_hash}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except VALIDATION_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ENVIRONMENT_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,535 @@
+"""One environment from file to GitOps files: the stages the CLI and Dagster share.
+
+Stages: existing state (from the GitOps repository) -> keys -> genesis (+ lock guard)
+-> rendered, sealed, validated files -> publish. Each stage is a plain function so the
+Dagster assets can wrap them one by one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import git
+from eth_keyfile import decode_keyfile_json
+import pyrage
+
+from pipelines.lib import genesis as genesis_lib
+from pipelines.lib.config import EnvironmentConfig
+from pipelines.lib.gitops import EnvironmentChange, GitopsRepository, git_blob_id
+from pipelines.lib.keys import (
+    KeyPolicyError,
+    KeySet,
+    NodeIdentity,
+    PrivateKeyMaterial,
+    needs_keystore,
+    open_private_bundle,
+    plan_keys,
+)
+from pipelines.lib.manifests import dump_yaml, kustomization, load_yaml, object_filename, validator_for
+from pipelines.lib.render import RenderedObject, load_chart, render_chart
+from pipelines.lib.sealing import AgeIdentity, SopsSealer, sops_config_yaml
+
+VERSION = "0.1.0"
+SOPS_PATH_REGEX = r"^rendered/[^/]+/[^/]+/secret-[^/]+\.yaml$"
+LOCK_FILE = "network.lock.json"
+GENESIS_FILE = "genesis.json"
+
+
+class GuardError(RuntimeError):
+    """A run would do something dangerous (change a locked genesis, lose a key)."""
+
+
+class ManifestValidationError(ValueError):
+    """Rendered objects do not validate against the Kubernetes schemas."""
+
+
+@dataclass(frozen=True)
+class PublishTarget:
+    """Where the environment is published; the bootstrap objects point the cluster at it."""
+
+    url: str
+    branch: str
+    cluster_url: str | None = None  # what the cluster's controller fetches, when it differs from `url`
+
+    @property
+    def url_for_cluster(self) -> str:
+        """Flux and Argo CD fetch over http(s) or ssh; a local path gets a placeholder host
+        (set CHAINOPS_CLUSTER_REPO_URL to the real one)."""
+        if self.cluster_url:
+            return self.cluster_url
+        if self.url.startswith(("http://", "https://", "ssh://")):
+            return self.url
+        match = re.match(r"^([^@/]+)@([^:/]+):(.+)$", self.url)
+        if match:
+            return f"ssh://{match.group(1)}@{match.group(2)}/{match.group(3)}"
+        return f"ssh://git@gitops.invalid/{Path(self.url.removeprefix('file://')).name}"
+
+
+@dataclass(frozen=True)
+class CompileContext:
+    charts_dir: Path
+    identity: AgeIdentity
+    target: PublishTarget
+
+
+@dataclass(frozen=True)
+class ExistingEnvironment:
+    """What the GitOps repository holds for one environment (all public or sealed)."""
+
+    name: str
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)  # repo path -> bytes
+
+    @property
+    def lock(self) -> dict[str, Any] | None:
+        data = self.files.get(env_dir(self.name) + LOCK_FILE)
+        return json.loads(data) if data else None
+
+
+@dataclass(frozen=True)
+class GenesisResult:
+    document: dict[str, Any]
+    json_bytes: bytes
+    block_hash: str
+    validators: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CompiledEnvironment:
+    """Everything to write for one environment: public or sealed bytes only."""
+
+    name: str
+    files: dict[str, bytes] = field(repr=False)  # repo path -> bytes
+    prefixes: tuple[str, ...]
+    genesis_hash: str
+    object_count: int
+    validators: tuple[str, ...]
+    generated_keys: tuple[str, ...]
+
+
+def env_dir(name: str) -> str:
+    return f"rendered/{name}/"
+
+
+def bootstrap_path(name: str) -> str:
+    return f"bootstrap/{name}.yaml"
+
+
+def owned_paths(name: str) -> tuple[str, ...]:
+    """The paths an environment owns in the GitOps repository (and nothing else)."""
+    return (env_dir(name).rstrip("/"), bootstrap_path(name), ".sops.yaml")
+
+
+def pyrage_identity(identity: AgeIdentity) -> pyrage.x25519.Identity:
+    """The pipeline's age identity as a pyrage object (the file may hold comments)."""
+    for line in identity.path.read_text().splitlines():
+        if line.startswith("AGE-SECRET-KEY-"):
+            return pyrage.x25519.Identity.from_str(line.strip())
+    raise GuardError(f"{identity.path}: no age identity in the file")
+
+
+# -- keys ------------------------------------------------------------------------------
+def sealer_for(config: EnvironmentConfig, identity: AgeIdentity) -> SopsSealer:
+    provider = config.spec.gitops.secrets.provider
+    if provider != "sops":
+        raise GuardError(
+            f"{config.source_path}: gitops.secrets.provider: {provider!r} is not implemented yet; allowed today: sops"
+        )
+    return SopsSealer(identity, extra_recipients=config.spec.gitops.secrets.ageRecipients)
+
+
+def _secret_files(existing: ExistingEnvironment) -> dict[str, str]:
+    """Secret name -> repo path of its sealed file."""
+    found = {}
+    for path in existing.files:
+        if path.startswith(env_dir(existing.name)) and path.rsplit("/", 1)[-1].startswith("secret-"):
+            found[path.rsplit("/", 1)[-1][len("secret-") : -len(".yaml")]] = path
+    return found
+
+
+def recover_private_keys(existing: ExistingEnvironment, sealer: SopsSealer) -> dict[str, PrivateKeyMaterial]:
+    """Private material of every locked node/account, decrypted from its committed Secret."""
+    lock = existing.lock
+    if not lock:
+        return {}
+    secret_paths = _secret_files(existing)
+    wanted: list[tuple[str, str]] = []
+    for node in lock.get("nodes", []):
+        if node["secret"] in secret_paths:
+            wanted.append((node["name"], secret_paths[node["secret"]]))
+    for account in lock.get("accounts", []):
+        if account.get("secret") in secret_paths:
+            wanted.append((f"account/{account['name']}", secret_paths[account["secret"]]))
+    documents = sealer.unseal_many([existing.files[path] for _, path in wanted])
+    recovered = {}
+    for (name, _), doc in zip(wanted, documents):
+        data = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
+        recovered[name] = material_from_secret_data(name, data)
+    return recovered
+
+
+def material_from_secret_data(name: str, data: dict[str, str]) -> PrivateKeyMaterial:
+    """Node Secrets carry `nodekey`; account Secrets only a keystore and its password."""
+    if "nodekey" in data:
+        return PrivateKeyMaterial(data["nodekey"], data.get("keystore.json"), data.get("password"))
+    if "keystore.json" in data and "password" in data:
+        private_key = decode_keyfile_json(json.loads(data["keystore.json"]), data["password"].encode())
+        return PrivateKeyMaterial(private_key.hex(), data["keystore.json"], data["password"])
+    raise KeyPolicyError(f"{name}: its committed Secret has neither a nodekey nor a keystore with password")
+
+
+def compute_keys(config: EnvironmentConfig, existing: ExistingEnvironment, identity: AgeIdentity) -> KeySet:
+    sealer = sealer_for(config, identity)
+    return plan_keys(config, existing.lock, recover_private_keys(existing, sealer), identity.recipient)
+
+
+# -- genesis ---------------------------------------------------------------------------
+def genesis_spec(config: EnvironmentConfig, keys: KeySet) -> genesis_lib.GenesisSpec:
+    network = config.spec.network
+    generated = {a.name: a.address for a in keys.accounts}
+    alloc = tuple(
+        (account.address or generated[account.name or ""], account.balance_wei) for account in config.spec.accounts
+    )
+    return genesis_lib.GenesisSpec(
+        client=network.client,
+        consensus=network.consensus,
+        chain_id=network.chainId,
+        block_period_seconds=network.blockPeriodSeconds,
+        gas_limit=network.gasLimit,
+        timestamp=network.genesisTimestamp,
+        validators=tuple(n.address for n in keys.validators),
+        alloc=alloc,
+    )
+
+
+def compute_genesis(config: EnvironmentConfig, keys: KeySet) -> GenesisResult:
+    spec = genesis_spec(config, keys)
+    document = genesis_lib.build_genesis(spec)
+    validators = tuple(genesis_lib.canonical_validator_order(spec.validators)) if config.spec.network.consensus != "ethash" else ()
+    return GenesisResult(
+        document=document,
+        json_bytes=genesis_lib.genesis_json_bytes(document),
+        block_hash=genesis_lib.genesis_block_hash(document),
+        validators=validators,
+    )
+
+
+def check_genesis_lock(config: EnvironmentConfig, lock: dict | None, genesis: GenesisResult, allow_change: bool) -> None:
+    """A committed genesis never changes by accident: that would fork or reset a live chain."""
+    if not lock or lock.get("genesisHash") == genesis.block_hash or allow_change:
+        return
+    raise GuardError(
+        f"{config.source_path}: the genesis would change from {lock['genesisHash']} to {genesis.block_hash} "
+        f"(network.lock.json); this resets the chain. Re-run with --allow-genesis-change {config.name} if that is intended"
+    )
+
+
+# -- render ----------------------------------------------------------------------------
+def pod_host(node: NodeIdentity, namespace: str) -> str:
+    return f"{node.name}.{node.role}.{namespace}.svc.cluster.local"
+
+
+def _image(reference: str) -> dict[str, str]:
+    repository, tag = reference.rsplit(":", 1)
+    return {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
+
+
+def _secret_payloads(config: EnvironmentConfig, keys: KeySet, privates: dict[str, PrivateKeyMaterial]) -> list[dict]:
+    """The per-node and per-account Secrets (plaintext, in memory only)."""
+    secrets = []
+    for node in keys.nodes:
+        material = privates[node.name]
+        data = {"nodekey": material.private_key}
+        if config.spec.network.client == "geth" and node.role == "validator":
+            data["address"] = node.address
+        if needs_keystore(config, node.role):
+            data["keystore.json"] = material.keystore_json or ""
+            data["password"] = material.password or ""
+        secrets.append({"name": node.secret_name, "component": node.role, "data": data})
+    for account in keys.accounts:
+        material = privates[f"account/{account.name}"]
+        secrets.append(
+            {
+                "name": account.secret_name,
+                "component": "account",
+                "data": {
+                    "address": account.address,
+                    "keystore.json": material.keystore_json or "",
+                    "password": material.password or "",
+                },
+            }
+        )
+    return secrets
+
+
+def node_chart_values(config: EnvironmentConfig, keys: KeySet, secrets: list[dict]) -> dict[str, Any]:
+    namespace = config.spec.kubernetes.namespace
+    counts = {"validator": config.spec.nodes.validators, "rpc": config.spec.nodes.rpc, "bootnode": config.bootnode_count}
+    groups = [
+        {"name": role, "replicas": count, "rpc": role == "rpc"} for role, count in counts.items() if count > 0
+    ]
+    peers = [n for n in keys.nodes if n.role in ("validator", "rpc")]
+    values: dict[str, Any] = {
+        "namespace": namespace,
+        "image": _image(config.images[config.spec.network.client]),
+        "network": {
+            "chainId": config.spec.network.chainId,
+            "networkId": config.spec.network.effective_network_id,
+            "consensus": config.spec.network.consensus,
+        },
+        "groups": groups,
+        "nodes": [
+            {"name": n.name, "group": n.role, "address": n.address, "secretName": n.secret_name} for n in keys.nodes
+        ],
+        "staticNodes": [n.enode(pod_host(n, namespace)) for n in peers],
+        "secrets": secrets,
+        "identityChecksum": hashlib.sha256(
+            json.dumps([[n.name, n.public_key] for n in keys.nodes]).encode()
+        ).hexdigest(),
+        "storage": {
+            "size": config.spec.kubernetes.storage.size,
+            "storageClassName": config.spec.kubernetes.storage.storageClassName or "",
+        },
+    }
+    if config.spec.network.client == "geth":
+        values["bootnodeImage"] = _image(config.images["bootnode"])
+        values["bootnodes"] = [n.enode(pod_host(n, namespace), 30301) for n in keys.by_role("bootnode")]
+    if config.spec.kubernetes.rpcIngress:
+        values["rpc"] = {"ingressHost": config.spec.kubernetes.rpcIngress.host}
+    return values
+
+
+def network_chart_values(config: EnvironmentConfig, genesis: GenesisResult) -> dict[str, Any]:
+    return {
+        "namespace": config.spec.kubernetes.namespace,
+        "network": {
+            "profile": config.profile.name,
+            "chainId": config.spec.network.chainId,
+            "networkId": config.spec.network.effective_network_id,
+            "genesisHash": genesis.block_hash,
+            "legacyNote": config.profile.note if config.profile.legacy else "",
+        },
+        "genesisJson": genesis.json_bytes.decode(),
+    }
+
+
+def render_objects(
+    config: EnvironmentConfig, keys: KeySet, genesis: GenesisResult, privates: dict[str, PrivateKeyMaterial], charts_dir: Path
+) -> list[RenderedObject]:
+    release = {"Name": config.name, "Namespace": config.spec.kubernetes.namespace, "Service": "chainops"}
+    network_chart = load_chart(charts_dir / "network")
+    node_chart = load_chart(charts_dir / config.profile.chart)
+    secrets = _secret_payloads(config, keys, privates)
+    return render_chart(network_chart, release, network_chart_values(config, genesis)) + render_chart(
+        node_chart, release, node_chart_values(config, keys, secrets)
+    )
+
+
+def build_lock(config: EnvironmentConfig, keys: KeySet, genesis: GenesisResult) -> dict[str, Any]:
+    namespace = config.spec.kubernetes.namespace
+    return {
+        "environment": config.name,
+        "chainId": config.spec.network.chainId,
+        "networkId": config.spec.network.effective_network_id,
+        "client": config.spec.network.client,
+        "consensus": config.spec.network.consensus,
+        "genesisHash": genesis.block_hash,
+        "validators": list(genesis.validators),
+        "nodes": [
+            {
+                "name": n.name,
+                "role": n.role,
+                "address": n.address,
+                "enode": n.enode(pod_host(n, namespace), 30301 if n.role == "bootnode" else 30303),
+                "secret": n.secret_name,
+            }
+            for n in keys.nodes
+        ],
+        "accounts": [{"name": a.name, "address": a.address, "secret": a.secret_name} for a in keys.accounts],
+    }
+
+
+def canonical_json(data: Any) -> bytes:
+    return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def bootstrap_objects(config: EnvironmentConfig, target: PublishTarget) -> list[dict[str, Any]]:
+    """What points the cluster's GitOps controller at `rendered/<env>`."""
+    name = f"chainops-{config.name}"
+    labels = {"app.kubernetes.io/part-of": "chainops", "app.kubernetes.io/instance": config.name}
+    path = f"rendered/{config.name}"
+    url = target.url_for_cluster
+    if config.spec.gitops.controller == "argocd":
+        return [
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Application",
+                "metadata": {"name": name, "namespace": "argocd", "labels": labels},
+                "spec": {
+                    "project": "default",
+                    "source": {"repoURL": url, "targetRevision": target.branch, "path": path},
+                    "destination": {"server": "https://kubernetes.default.svc", "namespace": config.spec.kubernetes.namespace},
+                    "syncPolicy": {
+                        "automated": {"prune": True, "selfHeal": True},
+                        "syncOptions": ["CreateNamespace=true"],
+                    },
+                },
+            }
+        ]
+    kustomization_spec: dict[str, Any] = {
+        "interval": "10m",
+        "path": f"./{path}",
+        "prune": True,
+        "wait": True,
+        "timeout": "5m",
+        "sourceRef": {"kind": "GitRepository", "name": name},
+    }
+    if config.spec.gitops.secrets.provider == "sops":
+        kustomization_spec["decryption"] = {"provider": "sops", "secretRef": {"name": "sops-age"}}
+    return [
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": name, "namespace": "flux-system", "labels": labels},
+            "spec": {"interval": "1m", "url": url, "ref": {"branch": target.branch}},
+        },
+        {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": "flux-system", "labels": labels},
+            "spec": kustomization_spec,
+        },
+    ]
+
+
+def render_environment(
+    config: EnvironmentConfig,
+    keys: KeySet,
+    genesis: GenesisResult,
+    existing: ExistingEnvironment,
+    ctx: CompileContext,
+) -> CompiledEnvironment:
+    """Render, seal and validate every file of the environment (nothing touches disk)."""
+    privates = open_private_bundle(keys.sealed_private, pyrage_identity(ctx.identity))
+    objects = render_objects(config, keys, genesis, privates, ctx.charts_dir)
+    base = env_dir(config.name)
+    files: dict[str, bytes] = {}
+    to_seal: list[tuple[str, dict, bytes | None]] = []
+    validator = validator_for()
+    problems = []
+    for rendered in objects:
+        path = f"{base}{rendered.chart}/{object_filename(rendered.obj)}"
+        if path in files or any(path == p for p, _, _ in to_seal):
+            raise ManifestValidationError(f"{path}: two objects render to the same file")
+        problems.extend(validator.validate(rendered.obj, path))
+        if rendered.obj["kind"] == "Secret":
+            to_seal.append((path, rendered.obj, existing.files.get(path)))
+        else:
+            files[path] = dump_yaml(rendered.obj).encode()
+    if problems:
+        raise ManifestValidationError("\n".join(f"{p.path}: {p.kind}/{p.name}: {p.message}" for p in problems))
+    sealer = sealer_for(config, ctx.identity)
+    for (path, _, _), sealed in zip(to_seal, sealer.seal_many([(obj, prior) for _, obj, prior in to_seal])):
+        files[path] = sealed
+    lock = build_lock(config, keys, genesis)
+    files[base + LOCK_FILE] = canonical_json(lock)
+    files[base + GENESIS_FILE] = genesis.json_bytes
+    resources = sorted(p[len(base) :] for p in files if p.endswith(".yaml"))
+    files[base + "kustomization.yaml"] = dump_yaml(kustomization(resources)).encode()
+    bootstrap = bootstrap_objects(config, ctx.target)
+    for obj in bootstrap:
+        problems.extend(validator.validate(obj, bootstrap_path(config.name)))
+    if problems:
+        raise ManifestValidationError("\n".join(f"{p.path}: {p.kind}/{p.name}: {p.message}" for p in problems))
+    files[bootstrap_path(config.name)] = "---\n".join(dump_yaml(o) for o in bootstrap).encode()
+    files[".sops.yaml"] = sops_config_yaml(SOPS_PATH_REGEX, [ctx.identity.recipient])
+    return CompiledEnvironment(
+        name=config.name,
+        files=files,
+        prefixes=owned_paths(config.name),
+        genesis_hash=genesis.block_hash,
+        object_count=len(objects),
+        validators=genesis.validators,
+        generated_keys=keys.generated,
+    )
+
+
+def sealed_secret_paths(compiled: CompiledEnvironment) -> list[str]:
+    return sorted(p for p in compiled.files if p.rsplit("/", 1)[-1].startswith("secret-"))
+
+
+def parse_files(compiled: CompiledEnvironment) -> dict[str, Any]:
+    """Every YAML object written, by path (for checks and tests)."""
+    return {p: load_yaml(b) for p, b in compiled.files.items() if p.startswith(env_dir(compiled.name)) and p.endswith(".yaml")}
+
+
+# -- publish ---------------------------------------------------------------------------
+def commit_message(compiled: CompiledEnvironment, profile: str, source_commit: str | None) -> str:
+    """Structured message; provenance goes into trailers, never into files."""
+    lines = [
+        f"chainops: compile {compiled.name}",
+        "",
+        f"Profile: {profile}",
+        f"Genesis: {compiled.genesis_hash}",
+        f"Objects: {compiled.object_count}",
+    ]
+    if compiled.generated_keys:
+        lines.append(f"New keys: {', '.join(compiled.generated_keys)}")
+    lines += ["", f"Chainops-Environment: {compiled.name}", f"Chainops-Version: {VERSION}"]
+    if source_commit:
+        lines.append(f"Chainops-Source: {source_commit}")
+    return "\n".join(lines) + "\n"
+
+
+def to_change(compiled: CompiledEnvironment, profile: str, source_commit: str | None) -> EnvironmentChange:
+    return EnvironmentChange(
+        environment=compiled.name,
+        files=compiled.files,
+        prefixes=compiled.prefixes,
+        message=commit_message(compiled, profile, source_commit),
+    )
+
+
+def decommission_change(name: str) -> EnvironmentChange:
+    """Remove an environment's rendered output and bootstrap (keeps the shared .sops.yaml)."""
+    return EnvironmentChange(
+        environment=name,
+        files={},
+        prefixes=(env_dir(name).rstrip("/"), bootstrap_path(name)),
+        message=f"chainops: decommission {name}\n\nChainops-Environment: {name}\nChainops-Version: {VERSION}\n",
+    )
+
+
+def source_commit(environments_dir: Path) -> str | None:
+    """The commit of the environments repository, when it is a clean git checkout."""
+    try:
+        with git.Repo(environments_dir, search_parent_directories=True) as repo:
+            if repo.is_dirty(untracked_files=True, path=str(environments_dir)):
+                return None
+            return repo.head.commit.hexsha
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        return None
+
+
+def rendered_environments(repo: GitopsRepository, base: str | None) -> set[str]:
+    """Environments that have output in the GitOps repository."""
+    return {path.split("/")[1] for path in repo.tree_entries(base, ("rendered",))}
+
+
+def change_summary(before: dict[str, str], files: dict[str, bytes]) -> str:
+    """A short Markdown list of files added, changed and removed (paths only, never contents)."""
+    after = {path: git_blob_id(data) for path, data in files.items()}
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(p for p in set(after) & set(before) if after[p] != before[p])
+    if not (added or removed or changed):
+        return "No changes."
+    lines = []
+    for label, paths in (("added", added), ("changed", changed), ("removed", removed)):
+        lines += [f"- {label}: `{p}`" for p in paths]
+    return "\n".join(lines)

@@ -1,0 +1,431 @@
+"""The environment file (`environments/<env>.yaml`, apiVersion chainops/v1).
+
+Every error names the file, the field path and what is allowed, so an operator can fix
+the file without reading chainops' source.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipelines.lib.profiles import CONSENSUS_BY_CLIENT, Profile, profile_for
+
+API_VERSION = "chainops/v1"
+ENV_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
+DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+AGE_RECIPIENT_RE = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
+BALANCE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ether|gwei|wei)\s*$")
+UNIT_WEI = {"ether": 10**18, "gwei": 10**9, "wei": 1}
+MAX_FILE_BYTES = 1 << 20
+MAX_UINT256 = (1 << 256) - 1
+
+
+class ConfigError(ValueError):
+    """One or more problems in environment files; each line names file, field and rule."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+
+def parse_balance(value: Any) -> int:
+    """'<n> ether|gwei|wei' or an integer number of wei -> wei."""
+    if isinstance(value, bool):
+        raise ValueError("must be '<n> ether', '<n> gwei', '<n> wei' or an integer number of wei")
+    if isinstance(value, int):
+        wei = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        wei = int(value.strip())
+    else:
+        match = BALANCE_RE.match(value) if isinstance(value, str) else None
+        if not match:
+            raise ValueError(
+                f"{value!r} is not a balance; allowed: '<n> ether', '<n> gwei', '<n> wei' or an integer number of wei"
+            )
+        try:
+            exact = Decimal(match.group(1)) * UNIT_WEI[match.group(2)]
+        except InvalidOperation as exc:  # pragma: no cover - regex already guards digits
+            raise ValueError(f"{value!r} is not a number") from exc
+        if exact != exact.to_integral_value():
+            raise ValueError(f"{value!r} is not a whole number of wei")
+        wei = int(exact)
+    if wei < 0 or wei > MAX_UINT256:
+        raise ValueError(f"{value!r} is out of range; allowed: 0 to 2^256-1 wei")
+    return wei
+
+
+class NetworkSpec(_Strict):
+    chainId: int = Field(ge=1, le=2**53 - 1)
+    networkId: int | None = Field(default=None, ge=1, le=2**53 - 1)
+    client: Literal["besu", "geth"] = "besu"
+    consensus: Literal["qbft", "ibft2", "clique", "ethash"] = "qbft"
+    blockPeriodSeconds: int = Field(default=2, ge=1, le=3600)
+    gasLimit: int = Field(default=30_000_000, ge=5000, le=2**63 - 1)
+    genesisTimestamp: int = Field(default=0, ge=0, le=2**63 - 1)
+
+    @model_validator(mode="after")
+    def _consensus_matches_client(self) -> "NetworkSpec":
+        allowed = CONSENSUS_BY_CLIENT[self.client]
+        if self.consensus not in allowed:
+            raise ValueError(
+                f"consensus {self.consensus!r} does not run on client {self.client!r}; allowed: {', '.join(allowed)}"
+            )
+        return self
+
+    @property
+    def effective_network_id(self) -> int:
+        return self.networkId if self.networkId is not None else self.chainId
+
+
+class NodesSpec(_Strict):
+    validators: int = Field(default=4, ge=1, le=64)
+    rpc: int = Field(default=1, ge=0, le=64)
+    bootnodes: int | None = Field(default=None, ge=0, le=8)
+
+
+class AccountSpec(_Strict):
+    name: str | None = None
+    address: str | None = None
+    balance: int | str
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_label(cls, v: str | None) -> str | None:
+        if v is not None and not ENV_NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not allowed; a name is a DNS label matching {ENV_NAME_RE.pattern}")
+        return v
+
+    @field_validator("address")
+    @classmethod
+    def _address_is_hex(cls, v: str | None) -> str | None:
+        if v is not None and not ADDRESS_RE.match(v):
+            raise ValueError(f"{v!r} is not an address; allowed: 0x followed by 40 hex digits")
+        return v
+
+    @field_validator("balance")
+    @classmethod
+    def _balance_parses(cls, v: int | str) -> int | str:
+        parse_balance(v)
+        return v
+
+    @model_validator(mode="after")
+    def _exactly_one_identity(self) -> "AccountSpec":
+        if (self.name is None) == (self.address is None):
+            raise ValueError("give exactly one of 'name' (chainops generates the key) or 'address' (external account)")
+        return self
+
+    @property
+    def balance_wei(self) -> int:
+        return parse_balance(self.balance)
+
+
+class EthstatsSpec(_Strict):
+    enabled: bool = False
+
+
+class StorageSpec(_Strict):
+    size: str = "20Gi"
+    storageClassName: str | None = None
+
+    @field_validator("size")
+    @classmethod
+    def _quantity(cls, v: str) -> str:
+        if not QUANTITY_RE.match(v):
+            raise ValueError(f"{v!r} is not a Kubernetes quantity; allowed e.g. 20Gi, 500Mi, 1Ti")
+        return v
+
+    @field_validator("storageClassName")
+    @classmethod
+    def _class_name(cls, v: str | None) -> str | None:
+        if v is not None and not DNS_NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a DNS subdomain name")
+        return v
+
+
+class IngressSpec(_Strict):
+    host: str
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not DNS_NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a DNS host name (lower-case letters, digits, '-' and '.')")
+        return v
+
+
+class KubernetesSpec(_Strict):
+    namespace: str
+    storage: StorageSpec = StorageSpec()
+    rpcIngress: IngressSpec | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        if not DNS_LABEL_RE.match(v):
+            raise ValueError(f"{v!r} is not a namespace name; allowed: a DNS label matching {DNS_LABEL_RE.pattern}")
+        return v
+
+
+class SecretsSpec(_Strict):
+    provider: Literal["sops", "sealed-secrets", "plaintext"] = "sops"
+    ageRecipients: tuple[str, ...] = ()
+    sealedSecretsCert: str | None = None
+    allowPlaintextSecrets: bool = False
+
+    @field_validator("ageRecipients", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("ageRecipients")
+    @classmethod
+    def _recipients(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for recipient in v:
+            if not AGE_RECIPIENT_RE.match(recipient):
+                raise ValueError(f"{recipient!r} is not an age recipient; allowed: 'age1' followed by 58 bech32 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _provider_rules(self) -> "SecretsSpec":
+        if self.provider == "plaintext" and not self.allowPlaintextSecrets:
+            raise ValueError("provider 'plaintext' is refused unless allowPlaintextSecrets: true (local clusters only)")
+        if self.provider == "sealed-secrets" and not self.sealedSecretsCert:
+            raise ValueError("provider 'sealed-secrets' needs sealedSecretsCert (the controller's public certificate)")
+        return self
+
+
+class GitopsSpec(_Strict):
+    controller: Literal["flux", "argocd"] = "flux"
+    secrets: SecretsSpec = SecretsSpec()
+    review: Literal["direct", "pull-request"] = "direct"
+
+
+class EnvironmentSpec(_Strict):
+    apiVersion: Literal["chainops/v1"]
+    network: NetworkSpec
+    nodes: NodesSpec = NodesSpec()
+    accounts: tuple[AccountSpec, ...] = ()
+    ethstats: EthstatsSpec = EthstatsSpec()
+    kubernetes: KubernetesSpec
+    images: dict[str, str] = Field(default_factory=dict)
+    gitops: GitopsSpec = GitopsSpec()
+    decommission: bool = False
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _accounts_list(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> "EnvironmentSpec":
+        profile = profile_for(self.network.client, self.network.consensus)
+        unknown_images = sorted(set(self.images) - set(profile.images))
+        if unknown_images:
+            raise ValueError(
+                f"images: unknown image key(s) {', '.join(unknown_images)}; allowed for profile {profile.name}: "
+                f"{', '.join(sorted(profile.images))}"
+            )
+        if self.network.client == "besu" and self.nodes.bootnodes:
+            raise ValueError("nodes.bootnodes: bootnodes are for geth profiles only; besu validators are the bootnodes")
+        seen: set[str] = set()
+        for account in self.accounts:
+            key = account.name or (account.address or "").lower()
+            if key in seen:
+                raise ValueError(f"accounts: {key!r} is listed twice; names and addresses must be unique")
+            seen.add(key)
+        return self
+
+
+class EnvironmentConfig(BaseModel):
+    """A validated environment file plus what chainops derives from it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    source_path: str
+    spec: EnvironmentSpec
+
+    @property
+    def profile(self) -> Profile:
+        return profile_for(self.spec.network.client, self.spec.network.consensus)
+
+    @property
+    def bootnode_count(self) -> int:
+        if self.spec.network.client == "besu":
+            return 0
+        return 1 if self.spec.nodes.bootnodes is None else self.spec.nodes.bootnodes
+
+    @property
+    def images(self) -> dict[str, str]:
+        return {**self.profile.images, **self.spec.images}
+
+
+class _UniqueKeyLoader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):  # type: ignore[misc]
+    """Safe loader that rejects duplicate mapping keys instead of silently keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} on line {line}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping)
+
+
+def environment_name(path: Path) -> str:
+    return path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.stem
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif str(item).startswith(("function-", "literal[", "int", "str", "bool", "tuple[")):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Walk the model along loc to list the keys allowed where an unknown key was found."""
+    current: Any = model
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(item)
+        if field is None:
+            return []
+        annotation = field.annotation
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                current = candidate
+                break
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def _pydantic_problems(source: str, exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        where = _format_loc(loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(EnvironmentSpec, loc)
+            message = f"unknown key; allowed: {', '.join(allowed)}"
+        elif kind == "missing":
+            message = "required field is missing"
+        elif kind == "literal_error":
+            message = f"{err.get('input')!r} is not allowed; {err['msg'].replace('Input should be', 'allowed:')}"
+        elif kind in {"int_type", "int_parsing"}:
+            message = f"{err.get('input')!r} is not an integer"
+        elif kind in {"string_type"}:
+            message = f"{err.get('input')!r} is not a string"
+        elif kind in {"bool_type"}:
+            message = f"{err.get('input')!r} is not a boolean; allowed: true, false"
+        elif kind in {"greater_than_equal", "less_than_equal"}:
+            message = f"{err.get('input')!r} is out of range; {err['msg'].lower()}"
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{source}: {where}: {message}")
+    return problems
+
+
+def parse_environment(name: str, text: bytes | str, source: str) -> EnvironmentConfig:
+    """Validate one environment document; `source` is how errors name the file."""
+    problems: list[str] = []
+    if not ENV_NAME_RE.match(name):
+        problems.append(
+            f"{source}: file name: {name!r} is not an environment name; allowed: a DNS label of at most 40 "
+            f"characters matching {ENV_NAME_RE.pattern}"
+        )
+    if len(text) > MAX_FILE_BYTES:
+        raise ConfigError(problems + [f"{source}: file is larger than {MAX_FILE_BYTES} bytes"])
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
+    except UnicodeDecodeError:
+        raise ConfigError(problems + [f"{source}: file is not UTF-8 text"]) from None
+    except yaml.YAMLError as exc:
+        detail = str(exc).replace("\n", " ")
+        raise ConfigError(problems + [f"{source}: not valid YAML: {detail}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(problems + [f"{source}: (top level): must be a mapping with apiVersion: {API_VERSION}"])
+    try:
+        spec = EnvironmentSpec.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(source, exc))
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return EnvironmentConfig(name=name, source_path=source, spec=spec)
+
+
+def load_environment(path: Path) -> EnvironmentConfig:
+    if path.is_symlink() or not path.is_file():
+        raise ConfigError([f"{path}: not a regular file"])
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ConfigError([f"{path}: file is larger than {MAX_FILE_BYTES} bytes"])
+    return parse_environment(environment_name(path), path.read_bytes(), str(path))
+
+
+def environment_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise ConfigError([f"{directory}: environments directory does not exist"])
+    return sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml"} and not p.name.startswith("."))
+
+
+def cross_file_problems(configs: list[EnvironmentConfig]) -> list[str]:
+    """Rules that span files: chainIds and namespaces must be unique."""
+    problems = []
+    for field, key in (("network.chainId", lambda c: c.spec.network.chainId),
+                       ("kubernetes.namespace", lambda c: c.spec.kubernetes.namespace)):
+        owners: dict[Any, str] = {}
+        for config in sorted(configs, key=lambda c: c.name):
+            value = key(config)
+            if value in owners:
+                problems.append(
+                    f"{config.source_path}: {field}: {value!r} is already used by {owners[value]}; "
+                    f"each environment needs its own"
+                )
+            else:
+                owners[value] = config.source_path
+    return problems
+
+
+def load_all(directory: Path) -> list[EnvironmentConfig]:
+    """Load and validate every environment file; raise one ConfigError listing every problem."""
+    configs: list[EnvironmentConfig] = []
+    problems: list[str] = []
+    for path in environment_files(directory):
+        if path.suffix == ".yml":
+            problems.append(f"{path}: file name: use the .yaml extension")
+            continue
+        try:
+            configs.append(load_environment(path))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    problems.extend(cross_file_problems(configs))
+    if problems:
+        raise ConfigError(problems)
+    return configs
