@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -659,8 +660,6 @@ def test_kustomize_build_of_a_missing_directory(tmp_path: Path) -> None:
 
 
 def test_kubectl_binary_prefers_the_virtualenv() -> None:
-    import sys
-
     venv_kubectl = Path(sys.executable).parent / "kubectl"
     if venv_kubectl.exists():
         assert m.kubectl_binary() == str(venv_kubectl)

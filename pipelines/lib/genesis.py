@@ -151,7 +151,7 @@ def _sorted_unique(addresses: Iterable[str], field: str) -> list[bytes]:
     if len(set(raw)) != len(raw):
         dupes = sorted({_checksum(a) for a in raw if raw.count(a) > 1})
         raise GenesisError(f"{field}: duplicate address(es) {', '.join(dupes)}; each may appear once")
-    return sorted(raw)
+    return sorted(raw, key=lambda b: b.hex().upper())
 
 
 def canonical_validator_order(addresses: Iterable[str]) -> list[str]:
@@ -492,9 +492,9 @@ def _state_root(alloc: object) -> bytes:
 # --- header -------------------------------------------------------------------------------
 
 
-def _time_fork_active(config: Mapping[str, Any], key: str, timestamp: int) -> bool:
-    """geth isTimestampForked(config.<key>, timestamp): set and <= genesis timestamp."""
-    value = _opt_uint(config, key, f"config.{key}", 64)
+def _time_fork_active(config: Mapping[str, Any], name: str, timestamp: int) -> bool:
+    """geth isTimestampForked(config.<name>, timestamp): set and <= genesis timestamp."""
+    value = _opt_uint(config, name.lower(), f"config.{name}", 64)
     return value is not None and value <= timestamp
 
 
@@ -508,10 +508,10 @@ def _optional_header_fields(
         base_fee = GETH_INITIAL_BASE_FEE
     # Time forks also need London at the genesis *number*: IsShanghai(num, time) etc.
     london_at_number = london_block is not None and london_block <= number
-    shanghai = london_at_number and _time_fork_active(config, "shanghaitime", timestamp)
-    cancun = london_at_number and _time_fork_active(config, "cancuntime", timestamp)
-    prague = london_at_number and _time_fork_active(config, "praguetime", timestamp)
-    amsterdam = london_at_number and _time_fork_active(config, "amsterdamtime", timestamp)
+    shanghai = london_at_number and _time_fork_active(config, "shanghaiTime", timestamp)
+    cancun = london_at_number and _time_fork_active(config, "cancunTime", timestamp)
+    prague = london_at_number and _time_fork_active(config, "pragueTime", timestamp)
+    amsterdam = london_at_number and _time_fork_active(config, "amsterdamTime", timestamp)
     excess_blob_gas = _opt_uint(genesis, "excessblobgas", "excessBlobGas", 64)
     blob_gas_used = _opt_uint(genesis, "blobgasused", "blobGasUsed", 64)
     slot_number = _opt_uint(genesis, "slotnumber", "slotNumber", 64)
@@ -534,9 +534,9 @@ def _header_fields(genesis: Mapping[str, Any]) -> list[Any]:
     if fields.get("config") is None:
         raise GenesisError("config: required (geth refuses a genesis without a chain configuration)")
     config = _fields(fields["config"], "config")
-    for key in ("enableverkleatgenesis", "enableubtatgenesis"):
-        if config.get(key):
-            raise GenesisError(f"config.{key}: a verkle/binary-trie genesis state is not supported; remove it")
+    for name in ("enableVerkleAtGenesis", "enableUBTAtGenesis"):
+        if config.get(name.lower()):
+            raise GenesisError(f"config.{name}: a verkle/binary-trie genesis state is not supported; remove it")
     for key, name in (("gaslimit", "gasLimit"), ("difficulty", "difficulty"), ("alloc", "alloc")):
         if fields.get(key) is None:
             raise GenesisError(f"{name}: required (geth refuses a genesis without it)")

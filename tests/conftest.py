@@ -1,0 +1,69 @@
+"""Shared fixtures: real git repositories, the real sops binary and age keys in temp dirs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main as cli_main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO_ROOT / "environments"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """Run the `chainops` CLI in-process (same entry point as the console script)."""
+    for var in ("CHAINOPS_HOME", "CHAINOPS_REPO", "CHAINOPS_ENVIRONMENTS", "CHAINOPS_BRANCH"):
+        monkeypatch.delenv(var, raising=False)
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = cli_main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def envs_dir(tmp_path: Path) -> Path:
+    """A private copy of the example environments that a test may edit."""
+    target = tmp_path / "environments"
+    shutil.copytree(EXAMPLES, target)
+    return target
+
+
+def git(git_dir: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(git_dir), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def commit_count(git_dir: Path, branch: str = "main") -> int:
+    try:
+        return int(git(git_dir, "rev-list", "--count", branch).strip())
+    except subprocess.CalledProcessError:
+        return 0
+
+
+def checkout(git_dir: Path, dest: Path, branch: str = "main") -> Path:
+    subprocess.run(["git", "clone", "-q", "--branch", branch, str(git_dir), str(dest)], check=True)
+    return dest
+
+
+def venv_tool(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
