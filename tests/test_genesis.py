@@ -202,7 +202,7 @@ def test_profile_hash_survives_a_json_round_trip(client: str, consensus: str) ->
 def test_changing_any_input_changes_the_hash() -> None:
     base = genesis_block_hash(build_genesis(make_spec()))
     variants = [
-        make_spec(chain_id=48721),  # chainId is not in the header, but this must not be equal
+        make_spec(chain_id=48721),  # only in config: the block hash must NOT change
         make_spec(gas_limit=30_000_001),
         make_spec(timestamp=1_700_000_001),
         make_spec(validators=VALIDATORS[:3]),

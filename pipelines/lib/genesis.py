@@ -60,7 +60,6 @@ class GenesisError(ValueError):
 
 EMPTY_TRIE_ROOT = keccak(rlp.encode(b""))  # 0x56e81f…b421: empty state/tx/receipt/withdrawals
 EMPTY_OMMERS_HASH = keccak(rlp.encode([]))  # 0x1dcc4d…9347
-EMPTY_CODE_HASH = keccak(b"")  # 0xc5d246…a470
 EMPTY_REQUESTS_HASH = hashlib.sha256(b"").digest()  # EIP-7685: sha256 of no requests, 0xe3b0c4…b855
 EMPTY_BLOCK_ACCESS_LIST_HASH = keccak(rlp.encode([]))  # EIP-7928 (Amsterdam), geth v1.17
 ZERO_HASH = b"\x00" * 32
@@ -151,7 +150,7 @@ def _sorted_unique(addresses: Iterable[str], field: str) -> list[bytes]:
     if len(set(raw)) != len(raw):
         dupes = sorted({_checksum(a) for a in raw if raw.count(a) > 1})
         raise GenesisError(f"{field}: duplicate address(es) {', '.join(dupes)}; each may appear once")
-    return sorted(raw, key=lambda b: b.hex().upper())
+    return sorted(raw)
 
 
 def canonical_validator_order(addresses: Iterable[str]) -> list[str]:

@@ -4,7 +4,6 @@ Outputs hold public data only: KeySet carries private keys solely as an age ciph
 for the pipeline's identity, and rendered files hold sealed Secrets.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 

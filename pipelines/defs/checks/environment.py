@@ -1,6 +1,5 @@
 """Asset checks. The blocking ones guard the commit: gitops_commit does not run when they fail."""
 
-from __future__ import annotations
 
 import tempfile
 from pathlib import Path
@@ -8,17 +7,18 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.defs.assets.environment import environment_config, genesis, node_keys, rendered_manifests
+from pipelines.defs.partitions import environments_partitions
 from pipelines.defs.resources.chainops import ChainopsResource
 from pipelines.lib import compiler
 from pipelines.lib.config import ConfigError, EnvironmentConfig, load_all
 from pipelines.lib.keys import KeySet
-from pipelines.lib.manifests import ManifestError, kustomize_build, load_yaml, validator_for
+from pipelines.lib.manifests import ManifestError, kustomize_build, validator_for
 from pipelines.lib.sealing import is_sops_encrypted
 
 ALLOW_GENESIS_CHANGE_TAG = "chainops/allow-genesis-change"
 
 
-@dg.asset_check(asset=environment_config, blocking=True, description="All environment files valid, chainIds and namespaces unique.")
+@dg.asset_check(asset=environment_config, blocking=True, partitions_def=environments_partitions, description="All environment files valid, chainIds and namespaces unique.")
 def config_valid(context: dg.AssetCheckExecutionContext, chainops: ChainopsResource) -> dg.AssetCheckResult:
     try:
         configs = load_all(chainops.settings().environments_dir)
@@ -30,6 +30,7 @@ def config_valid(context: dg.AssetCheckExecutionContext, chainops: ChainopsResou
 @dg.asset_check(
     asset=genesis,
     blocking=True,
+    partitions_def=environments_partitions,
     additional_ins={"environment_config": dg.AssetIn("environment_config")},
     description="The genesis hash equals the one locked in network.lock.json (unless the run is tagged to allow a reset).",
 )
@@ -48,13 +49,11 @@ def genesis_lock(
     return dg.AssetCheckResult(passed=True, metadata={"genesis_hash": genesis.block_hash, "locked": bool(lock)})
 
 
-@dg.asset_check(asset=rendered_manifests, blocking=True, description="Every object validates against the Kubernetes schemas and kubectl kustomize builds the directory.")
+@dg.asset_check(asset=rendered_manifests, blocking=True, partitions_def=environments_partitions, description="Every object validates against the Kubernetes schemas and kubectl kustomize builds the directory.")
 def manifests_valid(rendered_manifests: compiler.CompiledEnvironment) -> dg.AssetCheckResult:
     validator = validator_for()
     problems = []
     for path, obj in compiler.parse_files(rendered_manifests).items():
-        if path.endswith("kustomization.yaml"):
-            continue
         problems += [f"{p.path}: {p.message}" for p in validator.validate(obj, path)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -72,12 +71,12 @@ def manifests_valid(rendered_manifests: compiler.CompiledEnvironment) -> dg.Asse
     )
 
 
-@dg.asset_check(asset=rendered_manifests, blocking=True, description="No Secret is committed unsealed.")
+@dg.asset_check(asset=rendered_manifests, blocking=True, partitions_def=environments_partitions, description="No Secret is committed unsealed.")
 def no_plaintext_secrets(rendered_manifests: compiler.CompiledEnvironment) -> dg.AssetCheckResult:
     unsealed = [
         path
-        for path, data in rendered_manifests.files.items()
-        if path.endswith(".yaml") and (load_yaml(data) or {}).get("kind") == "Secret" and not is_sops_encrypted(data)
+        for path, obj in compiler.parse_files(rendered_manifests).items()
+        if obj.get("kind") == "Secret" and not is_sops_encrypted(rendered_manifests.files[path])
     ]
     return dg.AssetCheckResult(passed=not unsealed, metadata={"unsealed": dg.MetadataValue.json(unsealed)})
 
@@ -85,6 +84,7 @@ def no_plaintext_secrets(rendered_manifests: compiler.CompiledEnvironment) -> dg
 @dg.asset_check(
     asset=rendered_manifests,
     blocking=False,
+    partitions_def=environments_partitions,
     additional_ins={
         "environment_config": dg.AssetIn("environment_config"),
         "node_keys": dg.AssetIn("node_keys"),

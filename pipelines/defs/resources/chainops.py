@@ -5,7 +5,6 @@ CLI (CHAINOPS_ENVIRONMENTS, CHAINOPS_REPO, CHAINOPS_BRANCH, CHAINOPS_HOME,
 CHAINOPS_CHARTS), so a CLI run and a Dagster run agree.
 """
 
-from __future__ import annotations
 
 from typing import Optional
 

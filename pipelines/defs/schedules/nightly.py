@@ -1,6 +1,5 @@
 """Nightly reconcile: one run per registered environment (new chart versions, image bumps, drift)."""
 
-from __future__ import annotations
 
 import dagster as dg
 

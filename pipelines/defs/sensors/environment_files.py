@@ -4,7 +4,6 @@ The cursor holds content hashes, so an unchanged file requests nothing. A delete
 only reported: its committed output needs `decommission: true` or the CLI flag.
 """
 
-from __future__ import annotations
 
 import hashlib
 import json
