@@ -30,15 +30,24 @@ class RenderError(ValueError):
     """A chart, its values or a template is wrong; the message names chart, file and line or value path."""
 
 
+def _defined(value: Any) -> Any:
+    """Filters receive Undefined objects as they are; make them fail as StrictUndefined should."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    return value
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return json.dumps(_defined(value), sort_keys=True, ensure_ascii=False)
 
 
 def b64enc(value: str | bytes) -> str:
+    value = _defined(value)
     return base64.b64encode(value.encode() if isinstance(value, str) else value).decode()
 
 
 def sha256sum(value: str | bytes) -> str:
+    value = _defined(value)
     return hashlib.sha256(value.encode() if isinstance(value, str) else value).hexdigest()
 
 
@@ -186,6 +195,10 @@ def _render_template(chart: Chart, template: str, context: Mapping[str, Any]) ->
         raise RenderError(f"{_template_line(exc, chart, template)}: not allowed in a template: {exc}") from None
     except jinja2.TemplateError as exc:
         raise RenderError(f"{_template_line(exc, chart, template)}: {exc}") from None
+    except RenderError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        raise RenderError(f"{_template_line(exc, chart, template)}: {type(exc).__name__}: {exc}") from None
 
 
 def _include(chart: Chart, context: dict[str, Any]) -> Callable[[str], str]:
