@@ -10,9 +10,9 @@ import argparse
 import difflib
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from pipelines.lib import compiler
 from pipelines.lib.config import ConfigError, EnvironmentConfig, load_all

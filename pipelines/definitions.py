@@ -2,7 +2,13 @@
 
 import dagster as dg
 
-from pipelines.defs.assets.environment import environment_config, genesis, gitops_commit, node_keys, rendered_manifests
+from pipelines.defs.assets.environment import (
+    environment_config,
+    genesis,
+    gitops_commit,
+    node_keys,
+    rendered_manifests,
+)
 from pipelines.defs.checks.environment import (
     config_valid,
     genesis_lock,

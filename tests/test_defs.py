@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 import os
 import shutil
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from pipelines.definitions import defs
+from pipelines.defs.assets.environment import (
+    environment_config,
+    genesis,
+    gitops_commit,
+    node_keys,
+    rendered_manifests,
+)
 from pipelines.defs.checks.environment import (
     config_valid,
     genesis_lock,
@@ -19,9 +27,7 @@ from pipelines.defs.checks.environment import (
     no_plaintext_secrets,
     render_deterministic,
 )
-from pipelines.defs.assets.environment import environment_config, genesis, gitops_commit, node_keys, rendered_manifests
 from pipelines.defs.resources.chainops import ChainopsResource
-from pipelines.definitions import defs
 from tests.conftest import EXAMPLES, commit_count, git, venv_tool
 from tests.test_end_to_end import secrets_of
 

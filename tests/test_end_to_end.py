@@ -23,7 +23,6 @@ from eth_account import Account
 from eth_keys import KeyAPI
 from eth_keys.backends import NativeECCBackend
 
-from pipelines.cli import main as cli_main
 from pipelines.lib.manifests import KUBERNETES_VERSION
 from tests.conftest import EXAMPLES, checkout, commit_count, git, venv_tool
 

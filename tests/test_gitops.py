@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.lib.gitops import EnvironmentChange, GitopsError, GitopsRepository, git_blob_id
+from pipelines.lib.gitops import (
+    EnvironmentChange,
+    GitopsError,
+    GitopsRepository,
+    git_blob_id,
+)
 from tests.conftest import commit_count, git
 
 

@@ -8,7 +8,6 @@ Dagster assets can wrap them one by one.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -16,23 +15,28 @@ from pathlib import Path
 from typing import Any
 
 import git
-from eth_keyfile import decode_keyfile_json
 import pyrage
+from eth_keyfile import decode_keyfile_json
 
 from pipelines.lib import genesis as genesis_lib
+from pipelines.lib.chart_values import pod_host, render_objects
 from pipelines.lib.config import EnvironmentConfig
 from pipelines.lib.gitops import EnvironmentChange, GitopsRepository, git_blob_id
 from pipelines.lib.keys import (
     KeyPolicyError,
     KeySet,
-    NodeIdentity,
     PrivateKeyMaterial,
-    needs_keystore,
+    derive_shared_secret,
     open_private_bundle,
     plan_keys,
 )
-from pipelines.lib.manifests import dump_yaml, kustomization, load_yaml, object_filename, validator_for
-from pipelines.lib.render import RenderedObject, load_chart, render_chart
+from pipelines.lib.manifests import (
+    dump_yaml,
+    kustomization,
+    load_yaml,
+    object_filename,
+    validator_for,
+)
 from pipelines.lib.sealing import AgeIdentity, SopsSealer, sops_config_yaml
 
 VERSION = "0.1.0"
@@ -185,7 +189,17 @@ def material_from_secret_data(name: str, data: dict[str, str]) -> PrivateKeyMate
 
 def compute_keys(config: EnvironmentConfig, existing: ExistingEnvironment, identity: AgeIdentity) -> KeySet:
     sealer = sealer_for(config, identity)
-    return plan_keys(config, existing.lock, recover_private_keys(existing, sealer), identity.recipient)
+    recovered = recover_private_keys(existing, sealer)
+    shared = shared_secrets(config, identity)
+    return plan_keys(config, existing.lock, recovered, identity.recipient, shared)
+
+
+def shared_secrets(config: EnvironmentConfig, identity: AgeIdentity) -> dict[str, PrivateKeyMaterial]:
+    """Secrets every node of the network shares (ethstats' WS secret), keyed `shared/<purpose>`."""
+    if not config.spec.ethstats.enabled:
+        return {}
+    secret = str(pyrage_identity(identity))
+    return {"shared/ethstats": PrivateKeyMaterial(derive_shared_secret(secret, config.name, "ethstats"))}
 
 
 # -- genesis ---------------------------------------------------------------------------
@@ -230,106 +244,6 @@ def check_genesis_lock(config: EnvironmentConfig, lock: dict | None, genesis: Ge
 
 
 # -- render ----------------------------------------------------------------------------
-def pod_host(node: NodeIdentity, namespace: str) -> str:
-    return f"{node.name}.{node.role}.{namespace}.svc.cluster.local"
-
-
-def _image(reference: str) -> dict[str, str]:
-    repository, tag = reference.rsplit(":", 1)
-    return {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
-
-
-def _secret_payloads(config: EnvironmentConfig, keys: KeySet, privates: dict[str, PrivateKeyMaterial]) -> list[dict]:
-    """The per-node and per-account Secrets (plaintext, in memory only)."""
-    secrets = []
-    for node in keys.nodes:
-        material = privates[node.name]
-        data = {"nodekey": material.private_key}
-        if config.spec.network.client == "geth" and node.role == "validator":
-            data["address"] = node.address
-        if needs_keystore(config, node.role):
-            data["keystore.json"] = material.keystore_json or ""
-            data["password"] = material.password or ""
-        secrets.append({"name": node.secret_name, "component": node.role, "data": data})
-    for account in keys.accounts:
-        material = privates[f"account/{account.name}"]
-        secrets.append(
-            {
-                "name": account.secret_name,
-                "component": "account",
-                "data": {
-                    "address": account.address,
-                    "keystore.json": material.keystore_json or "",
-                    "password": material.password or "",
-                },
-            }
-        )
-    return secrets
-
-
-def node_chart_values(config: EnvironmentConfig, keys: KeySet, secrets: list[dict]) -> dict[str, Any]:
-    namespace = config.spec.kubernetes.namespace
-    counts = {"validator": config.spec.nodes.validators, "rpc": config.spec.nodes.rpc, "bootnode": config.bootnode_count}
-    groups = [
-        {"name": role, "replicas": count, "rpc": role == "rpc"} for role, count in counts.items() if count > 0
-    ]
-    peers = [n for n in keys.nodes if n.role in ("validator", "rpc")]
-    values: dict[str, Any] = {
-        "namespace": namespace,
-        "image": _image(config.images[config.spec.network.client]),
-        "network": {
-            "chainId": config.spec.network.chainId,
-            "networkId": config.spec.network.effective_network_id,
-            "consensus": config.spec.network.consensus,
-        },
-        "groups": groups,
-        "nodes": [
-            {"name": n.name, "group": n.role, "address": n.address, "secretName": n.secret_name} for n in keys.nodes
-        ],
-        "staticNodes": [n.enode(pod_host(n, namespace)) for n in peers],
-        "secrets": secrets,
-        "identityChecksum": hashlib.sha256(
-            json.dumps([[n.name, n.public_key] for n in keys.nodes]).encode()
-        ).hexdigest(),
-        "storage": {
-            "size": config.spec.kubernetes.storage.size,
-            "storageClassName": config.spec.kubernetes.storage.storageClassName or "",
-        },
-    }
-    if config.spec.network.client == "geth":
-        values["bootnodeImage"] = _image(config.images["bootnode"])
-        values["bootnodes"] = [n.enode(pod_host(n, namespace), 30301) for n in keys.by_role("bootnode")]
-    if config.spec.kubernetes.rpcIngress:
-        values["rpc"] = {"ingressHost": config.spec.kubernetes.rpcIngress.host}
-    return values
-
-
-def network_chart_values(config: EnvironmentConfig, genesis: GenesisResult) -> dict[str, Any]:
-    return {
-        "namespace": config.spec.kubernetes.namespace,
-        "network": {
-            "profile": config.profile.name,
-            "chainId": config.spec.network.chainId,
-            "networkId": config.spec.network.effective_network_id,
-            "genesisHash": genesis.block_hash,
-            "legacyNote": config.profile.note if config.profile.legacy else "",
-        },
-        "genesisJson": genesis.json_bytes.decode(),
-    }
-
-
-def render_objects(
-    config: EnvironmentConfig, keys: KeySet, genesis: GenesisResult, privates: dict[str, PrivateKeyMaterial], charts_dir: Path
-) -> list[RenderedObject]:
-    release = {"Name": config.name, "Namespace": config.spec.kubernetes.namespace, "Service": "chainops"}
-    network_chart = load_chart(charts_dir / "network")
-    node_chart = load_chart(charts_dir / config.profile.chart)
-    secrets = _secret_payloads(config, keys, privates)
-    return render_chart(network_chart, release, network_chart_values(config, genesis)) + render_chart(
-        node_chart, release, node_chart_values(config, keys, secrets)
-    )
-
-
 def build_lock(config: EnvironmentConfig, keys: KeySet, genesis: GenesisResult) -> dict[str, Any]:
     namespace = config.spec.kubernetes.namespace
     return {
@@ -416,7 +330,7 @@ def render_environment(
 ) -> CompiledEnvironment:
     """Render, seal and validate every file of the environment (nothing touches disk)."""
     privates = open_private_bundle(keys.sealed_private, pyrage_identity(ctx.identity))
-    objects = render_objects(config, keys, genesis, privates, ctx.charts_dir)
+    objects = render_objects(config, keys, genesis.block_hash, genesis.json_bytes, privates, ctx.charts_dir)
     base = env_dir(config.name)
     files: dict[str, bytes] = {}
     to_seal: list[tuple[str, dict, bytes | None]] = []

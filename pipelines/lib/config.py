@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipelines.lib.profiles import CONSENSUS_BY_CLIENT, Profile, profile_for
 
@@ -77,7 +84,7 @@ class NetworkSpec(_Strict):
     genesisTimestamp: int = Field(default=0, ge=0, le=2**63 - 1)
 
     @model_validator(mode="after")
-    def _consensus_matches_client(self) -> "NetworkSpec":
+    def _consensus_matches_client(self) -> NetworkSpec:
         allowed = CONSENSUS_BY_CLIENT[self.client]
         if self.consensus not in allowed:
             raise ValueError(
@@ -122,7 +129,7 @@ class AccountSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _exactly_one_identity(self) -> "AccountSpec":
+    def _exactly_one_identity(self) -> AccountSpec:
         if (self.name is None) == (self.address is None):
             raise ValueError("give exactly one of 'name' (chainops generates the key) or 'address' (external account)")
         return self
@@ -199,7 +206,7 @@ class SecretsSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _provider_rules(self) -> "SecretsSpec":
+    def _provider_rules(self) -> SecretsSpec:
         if self.provider == "plaintext" and not self.allowPlaintextSecrets:
             raise ValueError("provider 'plaintext' is refused unless allowPlaintextSecrets: true (local clusters only)")
         if self.provider == "sealed-secrets" and not self.sealedSecretsCert:
@@ -230,7 +237,7 @@ class EnvironmentSpec(_Strict):
         return tuple(v) if isinstance(v, list) else v
 
     @model_validator(mode="after")
-    def _cross_field_rules(self) -> "EnvironmentSpec":
+    def _cross_field_rules(self) -> EnvironmentSpec:
         profile = profile_for(self.network.client, self.network.consensus)
         unknown_images = sorted(set(self.images) - set(profile.images))
         if unknown_images:

@@ -11,10 +11,10 @@ import hashlib
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import git
 from filelock import FileLock
@@ -80,7 +80,7 @@ class GitopsRepository:
         self._repo: git.Repo | None = None
 
     # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> "GitopsRepository":
+    def __enter__(self) -> GitopsRepository:
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
         try:

@@ -6,6 +6,8 @@ ciphertext for the pipeline's own identity (`PrivateBundle`), never as plaintext
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -141,6 +143,7 @@ def plan_keys(
     lock: dict | None,
     existing: dict[str, PrivateKeyMaterial],
     recipient: str,
+    shared: dict[str, PrivateKeyMaterial] | None = None,
 ) -> KeySet:
     """Reuse every locked identity, generate keys only for new nodes and accounts.
 
@@ -149,7 +152,7 @@ def plan_keys(
     """
     locked_nodes = {n["name"]: n for n in (lock or {}).get("nodes", [])}
     locked_accounts = {a["name"]: a for a in (lock or {}).get("accounts", []) if a.get("name")}
-    privates: dict[str, PrivateKeyMaterial] = {}
+    privates: dict[str, PrivateKeyMaterial] = dict(shared or {})
     generated: list[str] = []
     nodes: list[NodeIdentity] = []
     for name, role in desired_nodes(config):
@@ -192,6 +195,16 @@ def plan_keys(
         privates[key] = material
         accounts.append(AccountIdentity(spec.name, address_of_public_key(public)))
     return KeySet(tuple(nodes), tuple(accounts), seal_private_bundle(privates, recipient), tuple(generated))
+
+
+def derive_shared_secret(identity_secret: str, environment: str, purpose: str) -> str:
+    """A shared secret (e.g. the ethstats WS secret) derived from the pipeline identity.
+
+    Derived, not stored: it never changes while the identity is kept, and it is only ever
+    written sealed. HMAC-SHA256 keeps purposes and environments independent.
+    """
+    digest = hmac.new(identity_secret.encode(), f"chainops/{environment}/{purpose}".encode(), hashlib.sha256)
+    return digest.hexdigest()
 
 
 def seal_private_bundle(privates: dict[str, PrivateKeyMaterial], recipient: str) -> bytes:

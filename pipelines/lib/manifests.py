@@ -554,7 +554,7 @@ def validator_for(kubernetes_version: str = KUBERNETES_VERSION) -> SchemaValidat
     return _cached_validator(_normalise_version(kubernetes_version))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_validator(kubernetes_version: str) -> SchemaValidator:
     # Keyed by the normalised version: lru_cache alone would build separate instances for
     # validator_for(), validator_for("1.33.0") and validator_for("v1.33").

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.defs.assets.environment import environment_config, genesis, node_keys, rendered_manifests
+from pipelines.defs.assets.environment import (
+    environment_config,
+    genesis,
+    rendered_manifests,
+)
 from pipelines.defs.partitions import environments_partitions
 from pipelines.defs.resources.chainops import ChainopsResource
 from pipelines.lib import compiler

@@ -1,6 +1,5 @@
 import dagster as dg
 
-
 compile_environments = dg.define_asset_job(
     name="compile_environments",
     selection=dg.AssetSelection.groups("chainops"),

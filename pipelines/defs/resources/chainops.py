@@ -6,22 +6,21 @@ CHAINOPS_CHARTS), so a CLI run and a Dagster run agree.
 """
 
 
-from typing import Optional
 
 import dagster as dg
 
+from pipelines.lib import compiler
 from pipelines.lib.gitops import GitopsRepository
 from pipelines.lib.sealing import AgeIdentity
 from pipelines.lib.settings import Settings, resolve_settings
-from pipelines.lib import compiler
 
 
 class ChainopsResource(dg.ConfigurableResource):
-    environments_dir: Optional[str] = None
-    repo: Optional[str] = None
-    branch: Optional[str] = None
-    home: Optional[str] = None
-    charts_dir: Optional[str] = None
+    environments_dir: str | None = None
+    repo: str | None = None
+    branch: str | None = None
+    home: str | None = None
+    charts_dir: str | None = None
 
     def settings(self) -> Settings:
         settings = resolve_settings(self.environments_dir, self.home, self.repo, self.branch, self.charts_dir)
