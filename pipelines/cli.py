@@ -80,7 +80,7 @@ def _compile_one(
 ) -> compiler.CompiledEnvironment:
     existing = compiler.ExistingEnvironment(config.name, repo.read_files(base, compiler.owned_paths(config.name)))
     keys = compiler.compute_keys(config, existing, ctx.identity)
-    genesis = compiler.compute_genesis(config, keys)
+    genesis = compiler.compute_genesis(config, keys, existing, allow_genesis_change)
     compiler.check_genesis_lock(config, existing.lock, genesis, allow_genesis_change)
     return compiler.render_environment(config, keys, genesis, existing, ctx)
 
@@ -108,6 +108,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
             f"{item.name}: genesis {item.genesis_hash}  objects {item.object_count}  "
             f"{'commit ' + commit[:12] if commit else 'unchanged'}"
         )
+        if item.genesis_changed_from:
+            print(f"{item.name}: GENESIS CHANGED from {item.genesis_changed_from} (the chain was reset)")
+        for change in item.validator_changes:
+            print(f"{item.name}: validator vote needed to {change.action} {change.address}: {change.instruction}")
     for name in selection.decommission:
         commit = result.commits.get(name)
         print(f"{name}: decommissioned  {'commit ' + commit[:12] if commit else 'unchanged'}")

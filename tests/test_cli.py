@@ -53,7 +53,7 @@ def test_genesis_change_is_refused_then_allowed_explicitly(run_cli, envs_dir, tm
     path = envs_dir / "staging.yaml"
     path.write_text(path.read_text().replace("gasLimit: 30000000", "gasLimit: 40000000"))
     refused = run_cli("compile", "staging", "--home", home, "--environments", envs_dir)
-    assert refused.code == 1 and "the genesis would change" in refused.err and "--allow-genesis-change staging" in refused.err
+    assert refused.code == 1 and "the committed genesis would change" in refused.err and "--allow-genesis-change staging" in refused.err
     assert commit_count(home / "gitops.git") == 1
     allowed = run_cli("compile", "staging", "--home", home, "--environments", envs_dir, "--allow-genesis-change", "staging")
     assert allowed.code == 0, allowed.err

@@ -8,6 +8,7 @@ Dagster assets can wrap them one by one.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from eth_keyfile import decode_keyfile_json
 
 from pipelines.lib import genesis as genesis_lib
 from pipelines.lib.chart_values import pod_host, render_objects
-from pipelines.lib.config import EnvironmentConfig
+from pipelines.lib.config import EnvironmentConfig, parse_balance
 from pipelines.lib.gitops import EnvironmentChange, GitopsRepository, git_blob_id
 from pipelines.lib.keys import (
     KeyPolicyError,
@@ -100,7 +101,20 @@ class GenesisResult:
     document: dict[str, Any]
     json_bytes: bytes
     block_hash: str
-    validators: tuple[str, ...]
+    validators: tuple[str, ...]  # the genesis validator set, canonical order (as in extraData)
+    validator_changes: tuple[ValidatorChange, ...] = ()
+    previous_hash: str | None = None  # the locked block hash, when the committed genesis differs
+    differences: tuple[str, ...] = ()  # what differs from the committed genesis.json
+
+    @property
+    def changed(self) -> bool:
+        """True when a committed genesis would change: its block hash or its chain config
+        (chainId and forks are not part of the block hash, but nodes still disagree on them)."""
+        return self.previous_hash is not None
+
+    @property
+    def file_sha256(self) -> str:
+        return hashlib.sha256(self.json_bytes).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,9 @@ class CompiledEnvironment:
     object_count: int
     validators: tuple[str, ...]
     generated_keys: tuple[str, ...]
+    validator_changes: tuple[ValidatorChange, ...] = ()
+    genesis_changed_from: str | None = None  # the previously locked genesis hash (an allowed reset)
+    genesis_differences: tuple[str, ...] = ()
 
 
 def env_dir(name: str) -> str:
@@ -203,12 +220,51 @@ def shared_secrets(config: EnvironmentConfig, identity: AgeIdentity) -> dict[str
 
 
 # -- genesis ---------------------------------------------------------------------------
-def genesis_spec(config: EnvironmentConfig, keys: KeySet) -> genesis_lib.GenesisSpec:
+VOTE_METHODS = {"qbft": "qbft_proposeValidatorVote", "ibft2": "ibft_proposeValidatorVote", "clique": "clique_propose"}
+
+
+@dataclass(frozen=True)
+class ValidatorChange:
+    """A validator set change on a live chain: genesis stays, the validators must vote."""
+
+    address: str
+    node: str | None  # the chainops node that holds the key, when there is one
+    action: str  # "add" | "remove"
+    instruction: str  # what the operator runs on more than half of the current validators
+
+
+def genesis_validators(config: EnvironmentConfig, keys: KeySet, lock: dict | None, reset: bool) -> tuple[str, ...]:
+    """The genesis validator set: locked once committed, so validator changes never touch genesis."""
+    if config.spec.network.consensus == "ethash":
+        return ()
+    if lock and not reset and lock.get("genesisHash"):
+        return tuple(lock.get("validators", ()))
+    return tuple(n.address for n in keys.validators)
+
+
+def genesis_spec(config: EnvironmentConfig, keys: KeySet, validators: tuple[str, ...]) -> genesis_lib.GenesisSpec:
     network = config.spec.network
     generated = {a.name: a.address for a in keys.accounts}
     alloc = tuple(
         (account.address or generated[account.name or ""], account.balance_wei) for account in config.spec.accounts
     )
+    selector = (network.validatorContractAddress or "").lower()
+    contracts = []
+    for contract in config.spec.contracts:
+        storage = dict(contract.storage_words())
+        if contract.address.lower() == selector:
+            # The validator contract's first state variable is `address[] validators`.
+            ordered = genesis_lib.canonical_validator_order(validators)
+            for slot, value in genesis_lib.address_array_storage(ordered).items():
+                if storage.get(slot, value) != value:
+                    raise GuardError(
+                        f"{config.source_path}: contracts: storage slot {slot} of the validator contract is "
+                        "computed by chainops (validators array at slot 0); remove it from the file"
+                    )
+                storage[slot] = value
+        contracts.append(
+            genesis_lib.ContractAlloc(contract.address, contract.code, tuple(sorted(storage.items())), parse_balance(contract.balance))
+        )
     return genesis_lib.GenesisSpec(
         client=network.client,
         consensus=network.consensus,
@@ -216,30 +272,121 @@ def genesis_spec(config: EnvironmentConfig, keys: KeySet) -> genesis_lib.Genesis
         block_period_seconds=network.blockPeriodSeconds,
         gas_limit=network.gasLimit,
         timestamp=network.genesisTimestamp,
-        validators=tuple(n.address for n in keys.validators),
+        validators=validators,
         alloc=alloc,
+        contracts=tuple(contracts),
+        zero_base_fee=network.zeroBaseFee,
+        contract_size_limit=network.contractSizeLimit,
+        validator_contract=network.validatorContractAddress,
     )
 
 
-def compute_genesis(config: EnvironmentConfig, keys: KeySet) -> GenesisResult:
-    spec = genesis_spec(config, keys)
+def validator_changes(config: EnvironmentConfig, keys: KeySet, genesis_set: tuple[str, ...]) -> tuple[ValidatorChange, ...]:
+    """Differences between the locked genesis validators and the validator nodes asked for now."""
+    consensus = config.spec.network.consensus
+    if consensus == "ethash":
+        return ()
+    current = {n.address.lower(): n for n in keys.validators}
+    locked = {a.lower(): a for a in genesis_set}
+    changes = []
+    for address in sorted(set(current) - set(locked)):
+        changes.append(_vote(config, current[address].address, current[address].name, "add"))
+    for address in sorted(set(locked) - set(current)):
+        changes.append(_vote(config, locked[address], None, "remove"))
+    return tuple(changes)
+
+
+def _vote(config: EnvironmentConfig, address: str, node: str | None, action: str) -> ValidatorChange:
+    network = config.spec.network
+    if network.validatorSelection == "contract":
+        instruction = (
+            f"{action} {address} through the validator contract {network.validatorContractAddress} "
+            "(a transaction from an account the contract authorises)"
+        )
+    else:
+        method = VOTE_METHODS[network.consensus]
+        instruction = (
+            f'{method}("{address}", {"true" if action == "add" else "false"}) on more than half of the current validators'
+        )
+    return ValidatorChange(address, node, action, instruction)
+
+
+def compute_genesis(
+    config: EnvironmentConfig, keys: KeySet, existing: ExistingEnvironment | None = None, allow_change: bool = False
+) -> GenesisResult:
+    """The genesis for the environment; for a locked environment, the locked validator set."""
+    lock = existing.lock if existing else None
+    validators = genesis_validators(config, keys, lock, reset=allow_change)
+    spec = genesis_spec(config, keys, validators)
     document = genesis_lib.build_genesis(spec)
-    validators = tuple(genesis_lib.canonical_validator_order(spec.validators)) if config.spec.network.consensus != "ethash" else ()
+    block_hash = genesis_lib.genesis_block_hash(document)
+    json_bytes = genesis_lib.genesis_json_bytes(document)
+    ordered = tuple(genesis_lib.canonical_validator_order(validators)) if validators else ()
+    locked_hash = lock.get("genesisHash") if lock else None
+    previous_doc = _previous_genesis(existing)
+    changed = locked_hash is not None and (
+        locked_hash != block_hash
+        or (lock or {}).get("genesisFileSha256", hashlib.sha256(json_bytes).hexdigest()) != hashlib.sha256(json_bytes).hexdigest()
+        or (previous_doc is not None and previous_doc != document)
+    )
     return GenesisResult(
         document=document,
-        json_bytes=genesis_lib.genesis_json_bytes(document),
-        block_hash=genesis_lib.genesis_block_hash(document),
-        validators=validators,
+        json_bytes=json_bytes,
+        block_hash=block_hash,
+        validators=ordered,
+        validator_changes=validator_changes(config, keys, ordered),
+        previous_hash=locked_hash if changed else None,
+        differences=tuple(genesis_differences(previous_doc, document)) if changed else (),
     )
 
 
-def check_genesis_lock(config: EnvironmentConfig, lock: dict | None, genesis: GenesisResult, allow_change: bool) -> None:
+def _previous_genesis(existing: ExistingEnvironment | None) -> dict | None:
+    data = existing.files.get(env_dir(existing.name) + GENESIS_FILE) if existing else None
+    return json.loads(data) if data else None
+
+
+def genesis_differences(old: dict | None, new: dict) -> list[str]:
+    """What changed between two genesis documents, in words a reviewer can check."""
+    if old is None:
+        return []
+    found: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if key == "config" and isinstance(before, dict) and isinstance(after, dict):
+            found += [
+                f"config.{k}: {before.get(k)!r} -> {after.get(k)!r}"
+                for k in sorted(set(before) | set(after))
+                if before.get(k) != after.get(k)
+            ]
+        elif key == "alloc" and isinstance(before, dict) and isinstance(after, dict):
+            for address in sorted(set(before) | set(after)):
+                if address not in before:
+                    found.append(f"alloc: {address} added")
+                elif address not in after:
+                    found.append(f"alloc: {address} removed")
+                elif before[address] != after[address]:
+                    found.append(f"alloc: {address} changed")
+        elif key == "extraData":
+            found.append("extraData: the genesis validator set changed")
+        else:
+            found.append(f"{key}: {before!r} -> {after!r}")
+    return found
+
+
+def check_genesis_lock(
+    config: EnvironmentConfig, lock: dict | None, genesis: GenesisResult, allow_change: bool
+) -> None:
     """A committed genesis never changes by accident: that would fork or reset a live chain."""
-    if not lock or lock.get("genesisHash") == genesis.block_hash or allow_change:
+    if not lock or not genesis.changed or allow_change:
         return
+    what = "; ".join(genesis.differences) or "see genesis.json"
     raise GuardError(
-        f"{config.source_path}: the genesis would change from {lock['genesisHash']} to {genesis.block_hash} "
-        f"(network.lock.json); this resets the chain. Re-run with --allow-genesis-change {config.name} if that is intended"
+        f"{config.source_path}: the committed genesis would change: block hash {lock['genesisHash']} -> "
+        f"{genesis.block_hash}, genesis.json sha256 {lock.get('genesisFileSha256', '(not locked)')} -> "
+        f"{genesis.file_sha256} ({what}). This resets the chain: nodes with the old genesis will not "
+        f"follow the new one. Re-run with --allow-genesis-change {config.name} if that is intended"
     )
 
 
@@ -253,6 +400,7 @@ def build_lock(config: EnvironmentConfig, keys: KeySet, genesis: GenesisResult) 
         "client": config.spec.network.client,
         "consensus": config.spec.network.consensus,
         "genesisHash": genesis.block_hash,
+        "genesisFileSha256": genesis.file_sha256,
         "validators": list(genesis.validators),
         "nodes": [
             {
@@ -370,6 +518,9 @@ def render_environment(
         object_count=len(objects),
         validators=genesis.validators,
         generated_keys=keys.generated,
+        validator_changes=genesis.validator_changes,
+        genesis_changed_from=genesis.previous_hash,
+        genesis_differences=genesis.differences,
     )
 
 
@@ -392,8 +543,13 @@ def commit_message(compiled: CompiledEnvironment, profile: str, source_commit: s
         f"Genesis: {compiled.genesis_hash}",
         f"Objects: {compiled.object_count}",
     ]
+    if compiled.genesis_changed_from:
+        lines.insert(2, f"GENESIS CHANGED: block hash {compiled.genesis_changed_from} -> {compiled.genesis_hash}")
+        lines += [f"  {d}" for d in compiled.genesis_differences]
     if compiled.generated_keys:
         lines.append(f"New keys: {', '.join(compiled.generated_keys)}")
+    for change in compiled.validator_changes:
+        lines.append(f"Validator vote needed: {change.action} {change.address}: {change.instruction}")
     lines += ["", f"Chainops-Environment: {compiled.name}", f"Chainops-Version: {VERSION}"]
     if source_commit:
         lines.append(f"Chainops-Source: {source_commit}")

@@ -82,6 +82,17 @@ class NetworkSpec(_Strict):
     blockPeriodSeconds: int = Field(default=2, ge=1, le=3600)
     gasLimit: int = Field(default=30_000_000, ge=5000, le=2**63 - 1)
     genesisTimestamp: int = Field(default=0, ge=0, le=2**63 - 1)
+    zeroBaseFee: bool = False
+    contractSizeLimit: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    validatorSelection: Literal["blockHeader", "contract"] = "blockHeader"
+    validatorContractAddress: str | None = None
+
+    @field_validator("validatorContractAddress")
+    @classmethod
+    def _contract_address(cls, v: str | None) -> str | None:
+        if v is not None and not ADDRESS_RE.match(v):
+            raise ValueError(f"{v!r} is not an address; allowed: 0x followed by 40 hex digits")
+        return v
 
     @model_validator(mode="after")
     def _consensus_matches_client(self) -> NetworkSpec:
@@ -90,6 +101,15 @@ class NetworkSpec(_Strict):
             raise ValueError(
                 f"consensus {self.consensus!r} does not run on client {self.client!r}; allowed: {', '.join(allowed)}"
             )
+        if self.client != "besu" and (self.zeroBaseFee or self.contractSizeLimit is not None):
+            raise ValueError("zeroBaseFee and contractSizeLimit are Besu options; not allowed for geth profiles")
+        if self.validatorSelection == "contract":
+            if self.consensus != "qbft":
+                raise ValueError("validatorSelection 'contract' is QBFT only; allowed here: blockHeader")
+            if self.validatorContractAddress is None:
+                raise ValueError("validatorSelection 'contract' needs validatorContractAddress (one of `contracts:`)")
+        elif self.validatorContractAddress is not None:
+            raise ValueError("validatorContractAddress is only used with validatorSelection: contract")
         return self
 
     @property
@@ -137,6 +157,52 @@ class AccountSpec(_Strict):
     @property
     def balance_wei(self) -> int:
         return parse_balance(self.balance)
+
+
+HEX_WORD_RE = re.compile(r"^0x[0-9a-fA-F]{1,64}$")
+HEX_CODE_RE = re.compile(r"^0x([0-9a-fA-F]{2})+$")
+
+
+class ContractSpec(_Strict):
+    """A contract predeployed in genesis (e.g. a validator-selection contract)."""
+
+    address: str
+    code: str
+    storage: dict[str, str] = Field(default_factory=dict)
+    balance: int | str = 0
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if not ADDRESS_RE.match(v):
+            raise ValueError(f"{v!r} is not an address; allowed: 0x followed by 40 hex digits")
+        return v
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        if not HEX_CODE_RE.match(v) or len(v) > 2 + 2 * 49152:
+            raise ValueError("not contract code; allowed: 0x followed by an even number of hex digits (at most 48 KiB)")
+        return v
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            for item in (key, value):
+                if not isinstance(item, str) or not HEX_WORD_RE.match(item):
+                    raise ValueError(f"{item!r} is not a storage word; allowed: 0x followed by 1 to 64 hex digits")
+        return v
+
+    @field_validator("balance")
+    @classmethod
+    def _balance(cls, v: int | str) -> int | str:
+        parse_balance(v)
+        return v
+
+    def storage_words(self) -> tuple[tuple[str, str], ...]:
+        """Slots and values as 32-byte 0x words, sorted (the form genesis.json holds)."""
+        return tuple(sorted((f"0x{int(k, 16):064x}", f"0x{int(v, 16):064x}") for k, v in self.storage.items()))
 
 
 class EthstatsSpec(_Strict):
@@ -225,13 +291,14 @@ class EnvironmentSpec(_Strict):
     network: NetworkSpec
     nodes: NodesSpec = NodesSpec()
     accounts: tuple[AccountSpec, ...] = ()
+    contracts: tuple[ContractSpec, ...] = ()
     ethstats: EthstatsSpec = EthstatsSpec()
     kubernetes: KubernetesSpec
     images: dict[str, str] = Field(default_factory=dict)
     gitops: GitopsSpec = GitopsSpec()
     decommission: bool = False
 
-    @field_validator("accounts", mode="before")
+    @field_validator("accounts", "contracts", mode="before")
     @classmethod
     def _accounts_list(cls, v: Any) -> Any:
         return tuple(v) if isinstance(v, list) else v
@@ -253,6 +320,13 @@ class EnvironmentSpec(_Strict):
             if key in seen:
                 raise ValueError(f"accounts: {key!r} is listed twice; names and addresses must be unique")
             seen.add(key)
+        for contract in self.contracts:
+            if contract.address.lower() in seen:
+                raise ValueError(f"contracts: {contract.address} is listed twice (or is also an account)")
+            seen.add(contract.address.lower())
+        selector = self.network.validatorContractAddress
+        if selector is not None and selector.lower() not in {c.address.lower() for c in self.contracts}:
+            raise ValueError(f"network.validatorContractAddress: {selector} must be one of `contracts:`")
         return self
 
 

@@ -123,6 +123,36 @@ class GenesisSpec:
     timestamp: int  # fixed genesis timestamp, never "now"
     validators: tuple[str, ...]  # validators / clique signers; ignored for ethash
     alloc: tuple[tuple[str, int], ...]  # (address, balance in wei)
+    contracts: tuple[ContractAlloc, ...] = ()  # predeployed contracts (code, storage, balance)
+    zero_base_fee: bool = False  # besu: free-gas network (config.zeroBaseFee, base fee 0)
+    contract_size_limit: int | None = None  # besu: config.contractSizeLimit in bytes
+    validator_contract: str | None = None  # qbft: validators come from this contract, not extraData
+
+
+@dataclass(frozen=True)
+class ContractAlloc:
+    """A predeployed contract: runtime code and initial storage (slot -> value, 0x hex words)."""
+
+    address: str
+    code: str
+    storage: tuple[tuple[str, str], ...] = ()
+    balance: int = 0
+
+
+def address_array_storage(addresses: Iterable[str], slot: int = 0) -> dict[str, str]:
+    """Storage of a Solidity `address[]` state variable at `slot`: length in the slot, element
+    i at keccak256(slot) + i. This is how a validator contract whose first state variable is
+    `address[] validators` holds its genesis validators."""
+    items = [_address_bytes(a, f"validators[{i}]") for i, a in enumerate(addresses)]
+    base = int.from_bytes(keccak(slot.to_bytes(32, "big")), "big")
+    storage = {_word_hex(slot): _word_hex(len(items))}
+    for i, item in enumerate(items):
+        storage[_word_hex(base + i)] = _word_hex(int.from_bytes(item, "big"))
+    return storage
+
+
+def _word_hex(value: int) -> str:
+    return "0x" + value.to_bytes(32, "big").hex()
 
 
 # --- addresses ----------------------------------------------------------------------
@@ -261,11 +291,23 @@ def _validate_spec(spec: GenesisSpec) -> None:
     _check_int(spec.timestamp, "timestamp", 0, INT64_MAX)
     if spec.consensus != "ethash":
         _check_int(spec.block_period_seconds, "blockPeriodSeconds", 1, 3600)
+    if spec.client != "besu" and (spec.zero_base_fee or spec.contract_size_limit is not None):
+        raise GenesisError("zeroBaseFee, contractSizeLimit: Besu options; not allowed for geth profiles")
+    if spec.contract_size_limit is not None:
+        _check_int(spec.contract_size_limit, "contractSizeLimit", 1, 2**31 - 1)
+    if spec.validator_contract is not None:
+        if spec.consensus != "qbft":
+            raise GenesisError("validatorContract: contract-based validator selection is QBFT only")
+        wanted = _address_bytes(spec.validator_contract, "validatorContract")
+        if all(_address_bytes(c.address, "contracts.address") != wanted for c in spec.contracts):
+            raise GenesisError("validatorContract: the address must be one of the predeployed contracts")
 
 
-def _alloc_document(alloc: Iterable[tuple[str, int]]) -> dict[str, dict[str, str]]:
+def _alloc_document(
+    alloc: Iterable[tuple[str, int]], contracts: Iterable[ContractAlloc] = ()
+) -> dict[str, dict[str, Any]]:
     """alloc keyed by lower-case 0x address, balances as 0x hex (both clients read both)."""
-    out: dict[str, dict[str, str]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for i, entry in enumerate(alloc):
         if not isinstance(entry, tuple | list) or len(entry) != 2:
             raise GenesisError(f"alloc[{i}]: expected an (address, balance) pair")
@@ -274,6 +316,28 @@ def _alloc_document(alloc: Iterable[tuple[str, int]]) -> dict[str, dict[str, str
         if address in out:
             raise GenesisError(f"alloc[{i}].address: {_checksum(bytes.fromhex(address[2:]))} is listed twice")
         out[address] = {"balance": hex(balance)}
+    for i, contract in enumerate(contracts):
+        where = f"contracts[{i}]"
+        address = "0x" + _address_bytes(contract.address, f"{where}.address").hex()
+        if address in out:
+            raise GenesisError(f"{where}.address: {_checksum(bytes.fromhex(address[2:]))} is also an account")
+        code = _hex_bytes(contract.code, f"{where}.code")
+        if not code:
+            raise GenesisError(f"{where}.code: a contract needs runtime code")
+        account: dict[str, Any] = {
+            "balance": hex(_check_int(contract.balance, f"{where}.balance", 0, 2**256 - 1)),
+            "code": "0x" + code.hex(),
+        }
+        storage = {}
+        for key, value in contract.storage:
+            slot, word = _word(key, f"{where}.storage key"), _word(value, f"{where}.storage[{key!r}]")
+            if _word_hex(slot) in storage:
+                raise GenesisError(f"{where}.storage: slot {key!r} appears twice")
+            if word:
+                storage[_word_hex(slot)] = _word_hex(word)
+        if storage:
+            account["storage"] = dict(sorted(storage.items()))
+        out[address] = account
     return dict(sorted(out.items()))
 
 
@@ -295,7 +359,14 @@ def _besu_config(spec: GenesisSpec) -> dict[str, Any]:
         # 10 s so a validator pod restarting does not trigger round changes.
         "requesttimeoutseconds": max(10, 2 * spec.block_period_seconds),
     }
-    return {"chainId": spec.chain_id, **_fork_blocks(_LONDON_FORKS), spec.consensus: engine}
+    if spec.validator_contract is not None:
+        engine["validatorcontractaddress"] = "0x" + _address_bytes(spec.validator_contract, "validatorContract").hex()
+    config: dict[str, Any] = {"chainId": spec.chain_id, **_fork_blocks(_LONDON_FORKS), spec.consensus: engine}
+    if spec.zero_base_fee:
+        config["zeroBaseFee"] = True
+    if spec.contract_size_limit is not None:
+        config["contractSizeLimit"] = spec.contract_size_limit
+    return config
 
 
 def _geth_config(spec: GenesisSpec) -> dict[str, Any]:
@@ -311,6 +382,8 @@ def _geth_config(spec: GenesisSpec) -> dict[str, Any]:
 
 
 def _extra_data(spec: GenesisSpec) -> str:
+    if spec.consensus == "qbft" and spec.validator_contract is not None:
+        return "0x" + rlp.encode([ZERO_HASH, [], [], 0, []]).hex()  # validators live in the contract
     if spec.consensus == "qbft":
         return encode_qbft_extra_data(spec.validators)
     if spec.consensus == "ibft2":
@@ -335,8 +408,8 @@ def build_genesis(spec: GenesisSpec) -> dict[str, Any]:
         "mixHash": BFT_MIX_HASH if is_bft else ZERO_HASH_HEX,
         "coinbase": ZERO_ADDRESS_HEX,
         "extraData": _extra_data(spec),
-        "baseFeePerGas": hex(GENESIS_BASE_FEE),
-        "alloc": _alloc_document(spec.alloc),
+        "baseFeePerGas": hex(0 if spec.zero_base_fee else GENESIS_BASE_FEE),
+        "alloc": _alloc_document(spec.alloc, spec.contracts),
     }
 
 
