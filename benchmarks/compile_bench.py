@@ -1,0 +1,175 @@
+"""Compile benchmark: N synthetic environments into a fresh bare repository.
+
+Reports seconds per stage, environments/second and peak RSS for a full compile, a
+no-change re-run and a one-environment change. Stage times come from timing wrappers
+around the same functions the CLI calls (a single process, so the breakdown adds up).
+
+    .venv/bin/python benchmarks/compile_bench.py --n 200 [--validators 4 --rpc 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines import cli  # noqa: E402
+from pipelines.lib import compiler, gitops, manifests, sealing  # noqa: E402
+
+PROFILES = (("besu", "qbft"), ("besu", "ibft2"), ("geth", "clique"), ("geth", "ethash"))
+STAGES = ("config", "read", "keys", "genesis", "render", "validate", "seal", "commit")
+
+
+def environment_file(i: int, validators: int, rpc: int) -> str:
+    client, consensus = PROFILES[i % len(PROFILES)]
+    bootnodes = "\n  bootnodes: 1" if client == "geth" else ""
+    return f"""apiVersion: chainops/v1
+network:
+  chainId: {100000 + i}
+  client: {client}
+  consensus: {consensus}
+nodes:
+  validators: {validators}
+  rpc: {rpc}{bootnodes}
+accounts:
+  - address: "0x8ba1f109551bD432803012645Ac136ddd64DBA72"
+    balance: 1000 ether
+kubernetes:
+  namespace: bench-{i:05d}
+"""
+
+
+class StageClock:
+    """Accumulates wall time per stage by wrapping module attributes (restored on exit)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._patches: list[tuple[Any, str, Any]] = []
+
+    def wrap(self, owner: Any, name: str, stage: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[stage] += time.perf_counter() - start
+
+        self._patches.append((owner, name, original))
+        setattr(owner, name, timed)
+
+    def __enter__(self) -> StageClock:
+        self.wrap(cli, "load_all", "config")
+        self.wrap(gitops.GitopsRepository, "read_files", "read")
+        self.wrap(compiler, "compute_keys", "keys")
+        self.wrap(compiler, "compute_genesis", "genesis")
+        self.wrap(compiler, "render_objects", "render")
+        self.wrap(manifests.SchemaValidator, "validate", "validate")
+        self.wrap(sealing.SopsSealer, "seal_many", "seal")
+        self.wrap(gitops.GitopsRepository, "publish", "commit")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, original in reversed(self._patches):
+            setattr(owner, name, original)
+
+
+def peak_rss_mib() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def commits(repo: Path) -> int:
+    out = subprocess.run(["git", "--git-dir", str(repo), "rev-list", "--count", "main"], capture_output=True, text=True)
+    return int(out.stdout.strip() or 0)
+
+
+def run(label: str, argv: list[str], repo: Path, fn: Callable[[list[str]], int] = cli.main) -> dict[str, Any]:
+    before = commits(repo) if (repo / "HEAD").exists() else 0
+    with StageClock() as clock, contextlib.redirect_stdout(io.StringIO()):
+        start = time.perf_counter()
+        code = fn(argv)
+        total = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"{label}: chainops exited {code}")
+    stages = {s: round(clock.seconds.get(s, 0.0), 2) for s in STAGES}
+    return {"run": label, "seconds": round(total, 2), "commits": commits(repo) - before, "stages": stages}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="number of environments")
+    parser.add_argument("--validators", type=int, default=4)
+    parser.add_argument("--rpc", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="write the results here as JSON")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="chainops-bench-") as tmp:
+        root = Path(tmp)
+        envs = root / "environments"
+        envs.mkdir()
+        for i in range(args.n):
+            (envs / f"env-{i:05d}.yaml").write_text(environment_file(i, args.validators, args.rpc))
+        home = root / "home"
+        repo = home / "gitops.git"
+        common = ["--environments", str(envs), "--home", str(home)]
+        results = [run("full compile", ["compile", *common], repo)]
+        results.append(run("no-change re-run", ["compile", *common], repo))
+        changed = envs / "env-00007.yaml"
+        changed.write_text(changed.read_text().replace(f"rpc: {args.rpc}", f"rpc: {args.rpc + 1}"))
+        results.append(run("one environment changed", ["compile", "env-00007", *common], repo))
+        report = {
+            "environments": args.n,
+            "nodes_per_environment": args.validators + args.rpc,
+            "machine": machine(),
+            "date": time.strftime("%Y-%m-%d"),
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+            "results": results,
+        }
+    print_table(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def print_table(report: dict[str, Any]) -> None:
+    n = report["environments"]
+    print(f"{n} environments x {report['nodes_per_environment']} nodes on {report['machine']} ({report['date']})")
+    header = f"| run | total s | env/s | commits | {' | '.join(STAGES)} |"
+    print(header)
+    print("|" + "---|" * (4 + len(STAGES)))
+    for r in report["results"]:
+        count = 1 if r["run"].startswith("one") else n
+        rate = count / r["seconds"] if r["seconds"] else float("inf")
+        stages = " | ".join(f"{r['stages'][s]:.2f}" for s in STAGES)
+        print(f"| {r['run']} | {r['seconds']:.2f} | {rate:.1f} | {r['commits']} | {stages} |")
+    print(f"peak RSS: {report['peak_rss_mib']} MiB")
+
+
+if __name__ == "__main__":
+    main()
