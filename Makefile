@@ -19,9 +19,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
+# The Dagster UI, webserver and daemon on 127.0.0.1:3000 with a SQLite instance in
+# .chainops/dagster (deploy/dagster.local.yaml: publishing pool of 1, run monitoring).
 ui: $(STAMP)
 	mkdir -p .chainops/dagster
-	DAGSTER_HOME=$(CURDIR)/.chainops/dagster $(BIN)/dagster dev -w workspace.yaml
+	install -m 0644 deploy/dagster.local.yaml .chainops/dagster/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/.chainops/dagster $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compile_bench.py

@@ -7,15 +7,18 @@ environment error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.lib import compiler
+from pipelines.lib import compiler, publish, review
 from pipelines.lib.config import ConfigError, EnvironmentConfig, load_all
+from pipelines.lib.forges import Forge, ForgeError, ForgeSettings, forge_for
 from pipelines.lib.genesis import GenesisError, genesis_block_hash
 from pipelines.lib.gitops import GitopsError, GitopsRepository, git_blob_id
 from pipelines.lib.keys import KeyPolicyError
@@ -26,7 +29,7 @@ from pipelines.lib.settings import Settings, resolve_settings
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 VALIDATION_ERRORS = (ConfigError, compiler.GuardError, compiler.ManifestValidationError, KeyPolicyError, RenderError)
-ENVIRONMENT_ERRORS = (GitopsError, SealingError, ManifestError, OSError)
+ENVIRONMENT_ERRORS = (GitopsError, ForgeError, SealingError, ManifestError, OSError)
 
 
 class UsageError(Exception):
@@ -49,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_location_flags(compile_p)
     compile_p.add_argument("--allow-genesis-change", action="append", default=[], metavar="ENV")
     compile_p.add_argument("--decommission", action="append", default=[], metavar="ENV")
+    compile_p.add_argument("--summary", action="store_true", help="also print the review summary of each change")
     diff_p = sub.add_parser("diff", help="show what compile would change (exit 0 none, 1 changes, 2 error)")
     diff_p.add_argument("env", metavar="ENV")
     _add_location_flags(diff_p)
@@ -56,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_location_flags(validate_p, with_repo=False)
     hash_p = sub.add_parser("genesis-hash", help="print the block hash of a genesis.json")
     hash_p.add_argument("file", type=Path)
+    keys_p = sub.add_parser("keys", help="key lifecycle")
+    keys_sub = keys_p.add_subparsers(dest="keys_command", required=True)
+    rotate_p = keys_sub.add_parser(
+        "rotate", help="new p2p key for a non-validator node; re-renders the peer lists and commits"
+    )
+    rotate_p.add_argument("env", metavar="ENV")
+    rotate_p.add_argument("node", metavar="NODE", help="e.g. rpc-0 or bootnode-0 (validators are refused)")
+    _add_location_flags(rotate_p)
     return parser
 
 
@@ -63,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 class Selection:
     compile: list[EnvironmentConfig]
     decommission: list[str]
+    reviews: dict[str, str] = dataclasses.field(default_factory=dict)  # gitops.review by environment
 
 
 def _select(settings: Settings, names: Sequence[str], decommission: Sequence[str]) -> Selection:
@@ -72,7 +85,8 @@ def _select(settings: Settings, names: Sequence[str], decommission: Sequence[str
         raise UsageError(f"no environment file for {', '.join(unknown)} in {settings.environments_dir}")
     chosen = [configs[n] for n in (names or sorted(configs))]
     retire = sorted({c.name for c in chosen if c.spec.decommission} | set(decommission))
-    return Selection([c for c in chosen if c.name not in retire], retire)
+    reviews = {name: config.spec.gitops.review for name, config in configs.items()}
+    return Selection([c for c in chosen if c.name not in retire], retire, reviews)
 
 
 def _compile_one(
@@ -85,9 +99,31 @@ def _compile_one(
     return compiler.render_environment(config, keys, genesis, existing, ctx)
 
 
+def _forge(settings: Settings, selection: Selection) -> Forge | None:
+    """The forge client when a selected environment is reviewed by pull request (checked
+    before anything is written: a missing token is an error, not a half-published run)."""
+    wanted = [c.name for c in selection.compile if c.spec.gitops.review == "pull-request"]
+    wanted += [n for n in selection.decommission if selection.reviews.get(n) == "pull-request"]
+    if not wanted:
+        return None
+    forge_settings = ForgeSettings.from_env(os.environ, settings.repo)
+    if forge_settings is None:
+        raise UsageError(
+            f"{', '.join(wanted)}: gitops.review: pull-request needs a forge; set CHAINOPS_FORGE (github|gitlab), "
+            "CHAINOPS_FORGE_URL, CHAINOPS_FORGE_REPO and CHAINOPS_FORGE_TOKEN"
+        )
+    return forge_for(forge_settings)
+
+
+def _print_summary(summary: review.ReviewSummary) -> None:
+    text = review.render_summary(summary)
+    print(review.for_terminal(text) if sys.stdout.isatty() else text)
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     settings = resolve_settings(args.environments, args.home, args.repo, args.branch)
     selection = _select(settings, args.envs, args.decommission)
+    forge = _forge(settings, selection)
     settings.prepare()
     identity = AgeIdentity.load_or_create(settings.home)
     ctx = compiler.CompileContext(settings.charts_dir, identity, settings.target)
@@ -96,25 +132,32 @@ def cmd_compile(args: argparse.Namespace) -> int:
         base = repo.fetch()
         # Compile everything before writing anything: one bad environment publishes nothing.
         compiled = [
-            _compile_one(c, repo, base, ctx, c.name in args.allow_genesis_change) for c in selection.compile
+            _compile_one(c, repo, publish.compile_base(repo, base, c.name, c.spec.gitops.review), ctx,
+                         c.name in args.allow_genesis_change)
+            for c in selection.compile
         ]
-        changes = [compiler.to_change(c, cfg.profile.name, source) for c, cfg in zip(compiled, selection.compile)]
-        changes += [compiler.decommission_change(name) for name in selection.decommission]
-        result = repo.publish(changes, base)
+        items = [
+            publish.plan_compiled(repo, base, c, cfg.profile.name, cfg.spec.gitops.review, source)
+            for c, cfg in zip(compiled, selection.compile)
+        ]
+        items += [
+            publish.plan_decommission(repo, base, name, "pull-request" if selection.reviews.get(name) == "pull-request" else "direct")
+            for name in selection.decommission
+        ]
+        outcomes = publish.publish_environments(repo, base, items, forge)
         orphans = compiler.rendered_environments(repo, base) - {c.name for c in selection.compile} - set(selection.decommission)
     for item in compiled:
-        commit = result.commits.get(item.name)
-        print(
-            f"{item.name}: genesis {item.genesis_hash}  objects {item.object_count}  "
-            f"{'commit ' + commit[:12] if commit else 'unchanged'}"
-        )
+        print(f"{item.name}: genesis {item.genesis_hash}  objects {item.object_count}  {outcomes[item.name].describe()}")
         if item.genesis_changed_from:
             print(f"{item.name}: GENESIS CHANGED from {item.genesis_changed_from} (the chain was reset)")
         for change in item.validator_changes:
             print(f"{item.name}: validator vote needed to {change.action} {change.address}: {change.instruction}")
     for name in selection.decommission:
-        commit = result.commits.get(name)
-        print(f"{name}: decommissioned  {'commit ' + commit[:12] if commit else 'unchanged'}")
+        print(f"{name}: decommissioned  {outcomes[name].describe()}")
+    if args.summary:
+        for outcome in outcomes.values():
+            if outcome.summary.changed:
+                _print_summary(outcome.summary)
     if not args.envs:
         for name in sorted(orphans):
             print(f"{name}: environment file is gone but rendered/{name} remains; "
@@ -134,15 +177,20 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if selection.decommission:
             wanted: dict[str, bytes] = {p: b for p, b in current.items() if p == ".sops.yaml"}
         else:
-            wanted = _compile_one(selection.compile[0], repo, base, ctx, allow_genesis_change=True).files
+            config = selection.compile[0]
+            state = publish.compile_base(repo, base, config.name, config.spec.gitops.review)
+            wanted = _compile_one(config, repo, state, ctx, allow_genesis_change=True).files
+    summary = review.build_summary(args.env, current, wanted)
+    if summary.changed:
+        _print_summary(summary)
     changed = False
     for path in sorted(set(current) | set(wanted)):
         old, new = current.get(path), wanted.get(path)
         if old is not None and new is not None and git_blob_id(old) == git_blob_id(new):
             continue
         changed = True
-        if path.rsplit("/", 1)[-1].startswith("secret-"):
-            print(f"~ {path} (sealed Secret {'added' if old is None else 'removed' if new is None else 'changed'})")
+        if review.is_sealed_path(path):
+            print(f"~ {path} (sealed, {'added' if old is None else 'removed' if new is None else 'changed'}; content not shown)")
             continue
         sys.stdout.writelines(
             difflib.unified_diff(
@@ -176,7 +224,47 @@ def cmd_genesis_hash(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"compile": cmd_compile, "diff": cmd_diff, "validate": cmd_validate, "genesis-hash": cmd_genesis_hash}
+def cmd_keys(args: argparse.Namespace) -> int:
+    """`chainops keys rotate ENV NODE`: the environment compiled as it is, with NODE's new p2p key,
+    published like a compile (a commit, or a review branch for `review: pull-request`)."""
+    settings = resolve_settings(args.environments, args.home, args.repo, args.branch)
+    selection = _select(settings, [args.env], [])
+    if not selection.compile:
+        raise UsageError(f"{args.env} is marked for decommissioning; nothing to rotate")
+    config = selection.compile[0]
+    forge = _forge(settings, selection)
+    settings.prepare()
+    identity = AgeIdentity.load_or_create(settings.home)
+    ctx = compiler.CompileContext(settings.charts_dir, identity, settings.target)
+    source = compiler.source_commit(settings.environments_dir)
+    with GitopsRepository(settings.repo, settings.branch, settings.home) as repo:
+        base = repo.fetch()
+        read_base = publish.compile_base(repo, base, config.name, config.spec.gitops.review)
+        existing = compiler.ExistingEnvironment(config.name, repo.read_files(read_base, compiler.owned_paths(config.name)))
+        keys = compiler.compute_keys(config, existing, identity, rotate={args.node})
+        genesis = compiler.compute_genesis(config, keys, existing, False)
+        compiler.check_genesis_lock(config, existing.lock, genesis, False)
+        compiled = compiler.render_environment(config, keys, genesis, existing, ctx)
+        item = publish.plan_compiled(repo, base, compiled, config.profile.name, config.spec.gitops.review, source)
+        title = f"chainops: rotate p2p key of {args.node} in {config.name}\n"
+        change = dataclasses.replace(item.change, message=title + item.change.message.split("\n", 1)[1])
+        outcomes = publish.publish_environments(repo, base, [dataclasses.replace(item, change=change)], forge)
+    before = {n["name"]: n["address"] for n in (existing.lock or {}).get("nodes", [])}
+    after = {n.name: n.address for n in keys.nodes}
+    print(
+        f"{config.name}: rotated p2p key of {args.node}: {before[args.node]} -> {after[args.node]}  "
+        f"{outcomes[config.name].describe()}"
+    )
+    return EXIT_OK
+
+
+COMMANDS = {
+    "compile": cmd_compile,
+    "diff": cmd_diff,
+    "validate": cmd_validate,
+    "genesis-hash": cmd_genesis_hash,
+    "keys": cmd_keys,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

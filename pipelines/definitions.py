@@ -1,4 +1,9 @@
-"""The Dagster code location `pipelines.definitions` (see workspace.yaml)."""
+"""The Dagster code location `pipelines.definitions` (see workspace.yaml).
+
+Runs use the in-process executor: a run compiles one environment whose steps form a
+chain, so a process per step would only add start-up time (about 3 s each); parallelism
+comes from running environments as separate runs.
+"""
 
 import dagster as dg
 
@@ -17,7 +22,7 @@ from pipelines.defs.checks.environment import (
     render_deterministic,
 )
 from pipelines.defs.jobs.compile import compile_environments
-from pipelines.defs.resources.chainops import ChainopsResource
+from pipelines.defs.resources.chainops import default_resource
 from pipelines.defs.schedules.nightly import nightly_reconcile
 from pipelines.defs.sensors.environment_files import environment_files_sensor
 
@@ -27,5 +32,6 @@ defs = dg.Definitions(
     jobs=[compile_environments],
     sensors=[environment_files_sensor],
     schedules=[nightly_reconcile],
-    resources={"chainops": ChainopsResource()},
+    resources={"chainops": default_resource()},
+    executor=dg.in_process_executor,
 )

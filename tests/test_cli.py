@@ -88,7 +88,8 @@ def test_missing_secret_for_a_locked_node_is_refused(run_cli, envs_dir, tmp_path
     assert run_cli("compile", "staging", "--home", home, "--environments", envs_dir).code == 0
     work = tmp_path / "work"
     subprocess.run(["git", "clone", "-q", str(home / "gitops.git"), str(work)], check=True)
-    subprocess.run(["git", "-C", str(work), "rm", "-q", "rendered/staging/besu-node/secret-validator-1-keys.yaml"], check=True)
+    # Both copies of the key: the sealed Secret and the pipeline escrow.
+    subprocess.run(["git", "-C", str(work), "rm", "-q", "rendered/staging/besu-node/secret-validator-1-keys.yaml", "rendered/staging/keys.escrow.age"], check=True)
     subprocess.run(["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "oops"], check=True)
     subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "main"], check=True)
     result = run_cli("compile", "staging", "--home", home, "--environments", envs_dir)

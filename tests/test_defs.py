@@ -1,7 +1,7 @@
-"""Dagster: the code location loads, the assets compile and publish, blocking checks guard the commit."""
+"""Dagster: the code location loads, the assets compile and publish, blocking checks guard
+the commit, the sensor and the schedule request the right runs."""
 
-from __future__ import annotations
-
+import base64
 import json
 import os
 import shutil
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from pipelines.definitions import defs
 from pipelines.defs.assets.environment import (
@@ -22,52 +23,97 @@ from pipelines.defs.assets.environment import (
 )
 from pipelines.defs.checks.environment import (
     config_valid,
+    files_holding_private_material,
     genesis_lock,
     manifests_valid,
     no_plaintext_secrets,
     render_deterministic,
 )
-from pipelines.defs.resources.chainops import ChainopsResource
-from tests.conftest import EXAMPLES, commit_count, git, venv_tool
+from pipelines.defs.resources.chainops import ChainopsResource, default_resource
+from pipelines.lib.gitops import GitopsError
+from pipelines.lib.keys import PrivateKeyMaterial
+from tests.conftest import EXAMPLES, REPO_ROOT, commit_count, git, venv_tool
 from tests.test_end_to_end import secrets_of
 
 ASSETS = [environment_config, node_keys, genesis, rendered_manifests, gitops_commit]
 CHECKS = [config_valid, genesis_lock, manifests_valid, no_plaintext_secrets, render_deterministic]
+ASSET_NAMES = ["environment_config", "node_keys", "genesis", "rendered_manifests", "gitops_commit"]
+CHECK_NAMES = ["config_valid", "genesis_lock", "manifests_valid", "no_plaintext_secrets", "render_deterministic"]
 
 
 def test_definitions_load_with_the_contract_names():
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
-    assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == {
-        "environment_config", "node_keys", "genesis", "rendered_manifests", "gitops_commit"
+    graph = repo.asset_graph
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(ASSET_NAMES)
+    for name in ASSET_NAMES:
+        node = graph.get(dg.AssetKey(name))
+        partitions = node.partitions_def
+        assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "environments"
+        assert node.owners == ["team:platform"] and node.description, name
+        assert node.backfill_policy is None, "no policy = Dagster's one run per partition (one run per environment)"
+    assert graph.get(dg.AssetKey("gitops_commit")).pools == {"gitops_publish"}
+    # The lineage the contract names.
+    assert [sorted(p.to_user_string() for p in graph.get(dg.AssetKey(n)).parent_keys) for n in ASSET_NAMES] == [
+        [], ["environment_config"], ["environment_config", "node_keys"],
+        ["environment_config", "genesis", "node_keys"], ["environment_config", "rendered_manifests"],
+    ]
+    checks = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
+    assert set(checks) == set(CHECK_NAMES)
+    assert {name for name, spec in checks.items() if spec.blocking} == {
+        "config_valid", "genesis_lock", "manifests_valid", "no_plaintext_secrets"
     }
-    assert repo.get_job("compile_environments")
-    assert repo.get_sensor_def("environment_files")
-    assert repo.get_schedule_def("nightly_reconcile")
-    assert {c.name for c in repo.asset_graph.asset_check_keys} == {
-        "config_valid", "genesis_lock", "manifests_valid", "no_plaintext_secrets", "render_deterministic"
+    assert {name: spec.asset_key.to_user_string() for name, spec in checks.items()} == {
+        "config_valid": "environment_config", "genesis_lock": "genesis", "manifests_valid": "rendered_manifests",
+        "no_plaintext_secrets": "rendered_manifests", "render_deterministic": "rendered_manifests",
     }
+    job = repo.get_job("compile_environments")
+    assert job.partitions_def.name == "environments"
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == set(ASSET_NAMES)
+    assert repo.get_sensor_def("environment_files").job_name == "compile_environments"
+    assert repo.get_schedule_def("nightly_reconcile").cron_schedule == "0 2 * * *"
+    assert job.executor_def.name == "in_process"
+
+
+def test_resource_defaults_and_token_binding(monkeypatch, tmp_path):
+    """Unset fields fall back to the CLI's variables; the token is an EnvVar, never a value."""
+    monkeypatch.setenv("CHAINOPS_BRANCH", "release")
+    monkeypatch.delenv("CHAINOPS_GIT_TOKEN", raising=False)
+    assert ChainopsResource().paths().branch == "release"
+    assert ChainopsResource(branch="main").paths().branch == "main"
+    assert default_resource().git_token is None
+    monkeypatch.setenv("CHAINOPS_GIT_TOKEN", "t0ken-value")
+    bound = default_resource()
+    assert isinstance(bound.git_token, dg.EnvVar) and bound.git_token.env_var_name == "CHAINOPS_GIT_TOKEN"
+    with pytest.raises(Exception, match="review_mode"):
+        ChainopsResource(review_mode="merge-request")
+    with pytest.raises(GitopsError, match="EnvVar"):  # git reads the variable: a literal would be ignored
+        ChainopsResource(git_token="another-token", home=str(tmp_path)).repository()
 
 
 @pytest.fixture
 def workspace(tmp_path: Path):
     envs = tmp_path / "environments"
     shutil.copytree(EXAMPLES, envs)
-    resource = ChainopsResource(environments_dir=str(envs), home=str(tmp_path / "home"))
+    resource = ChainopsResource(environments_dir=str(envs), home=str(tmp_path / "home"), charts_dir=str(REPO_ROOT / "chart_sources"))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("environments", ["staging", "dev"])
         yield {"envs": envs, "home": tmp_path / "home", "resource": resource, "instance": instance}
 
 
-def materialize(workspace, partition: str, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+def materialize(workspace, partition: str, tags: dict | None = None, resource: ChainopsResource | None = None):
     return dg.materialize(
         [*ASSETS, *CHECKS],
         partition_key=partition,
         instance=workspace["instance"],
-        resources={"chainops": workspace["resource"]},
+        resources={"chainops": resource or workspace["resource"]},
         tags=tags,
         raise_on_error=False,
     )
+
+
+def checks_of(result) -> dict[str, tuple[bool, str]]:
+    return {e.check_name: (e.passed, e.severity.value) for e in result.get_asset_check_evaluations()}
 
 
 def test_materialize_publishes_and_reports_metadata_without_secrets(workspace, tmp_path):
@@ -79,19 +125,26 @@ def test_materialize_publishes_and_reports_metadata_without_secrets(workspace, t
     commit = result.asset_materializations_for_node("gitops_commit")[0].metadata
     assert commit["commit"].value == git(git_dir, "rev-parse", "main").strip()
     assert commit["genesis_hash"].value == lock["genesisHash"]
+    assert commit["validator_count"].value == len(lock["validators"]) == 4
+    objects = [p for p in git(git_dir, "ls-tree", "-r", "--name-only", "main", "rendered/staging").split()
+               if p.count("/") == 3 and p.endswith(".yaml")]
+    assert commit["objects_written"].value == len(objects)
+    assert commit["review"].value == "direct" and commit["branch"].value == "main"
+    summary = commit["summary"].value  # the review summary a reviewer reads (pipelines.lib.review)
+    assert "New network" in summary and lock["genesisHash"] in summary and "GENESIS CHANGED" not in summary
     genesis_meta = result.asset_materializations_for_node("genesis")[0].metadata
     assert genesis_meta["validator_count"].value == 4
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == dict.fromkeys(
-        ["config_valid", "genesis_lock", "manifests_valid", "no_plaintext_secrets", "render_deterministic"], True
-    )
+    assert checks_of(result) == dict.fromkeys(CHECK_NAMES, (True, "ERROR"))
+    run = workspace["instance"].get_run_by_id(result.run_id)
+    assert (run.tags["chainops/environment"], run.tags["chainops/profile"]) == ("staging", "besu-qbft")
+
     # Neither the event log nor the IO manager's storage may hold a private key or password.
     work = tmp_path / "work"
     subprocess.run(["git", "clone", "-q", str(git_dir), str(work)], check=True)
     secrets = secrets_of(work, "staging", workspace["home"] / "age" / "identity.txt")
     needles = {v.encode() for data in secrets.values() for k, v in data.items() if k in ("nodekey", "password")}
-    assert len(needles) == 7
-    records = workspace["instance"].get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION))
+    assert len(needles) >= 7
+    records = workspace["instance"].fetch_materializations(dg.AssetKey("genesis"), limit=10).records
     stored = json.dumps([str(r.event_log_entry) for r in records]).encode()
     assert lock["validators"][0].encode() in stored, "the scan must see the real event log"
     for path in Path(workspace["instance"].storage_directory()).rglob("*"):
@@ -105,45 +158,211 @@ def test_materialize_publishes_and_reports_metadata_without_secrets(workspace, t
     assert commit_count(git_dir) == 1
 
 
+def test_decommission_from_dagster_removes_the_output_in_one_commit(workspace):
+    assert materialize(workspace, "dev").success
+    git_dir = workspace["home"] / "gitops.git"
+    path = workspace["envs"] / "dev.yaml"
+    path.write_text(path.read_text() + "decommission: true\n")
+    result = materialize(workspace, "dev")
+    assert result.success
+    metadata = result.asset_materializations_for_node("gitops_commit")[0].metadata
+    assert metadata["status"].value.startswith("decommissioned")
+    assert commit_count(git_dir) == 2
+    files = git(git_dir, "ls-tree", "-r", "--name-only", "main").split()
+    assert not [f for f in files if f.startswith(("rendered/dev/", "bootstrap/dev.yaml"))]
+
+
 def test_blocking_genesis_lock_stops_the_commit(workspace):
     assert materialize(workspace, "staging").success
     path = workspace["envs"] / "staging.yaml"
     path.write_text(path.read_text().replace("gasLimit: 30000000", "gasLimit: 31000000"))
     result = materialize(workspace, "staging")
     assert not result.success
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["genesis_lock"] is False
+    assert checks_of(result)["genesis_lock"] == (False, "ERROR")
     assert result.asset_materializations_for_node("gitops_commit") == []
     assert commit_count(workspace["home"] / "gitops.git") == 1
     allowed = materialize(workspace, "staging", tags={"chainops/allow-genesis-change": "true"})
     assert allowed.success and commit_count(workspace["home"] / "gitops.git") == 2
+    metadata = allowed.asset_materializations_for_node("gitops_commit")[0].metadata
+    assert "GENESIS CHANGED" in metadata["summary"].value and "GENESIS CHANGED" in metadata["headline"].value
 
 
-def test_sensor_registers_partitions_and_requests_runs_only_for_changes(workspace):
-    instance = workspace["instance"]
-    sensor = defs.get_sensor_def("environment_files")
-    context = dg.build_sensor_context(instance=instance, resources={"chainops": workspace["resource"]})
-    first = sensor(context)
-    assert sorted(r.partition_key for r in first.run_requests) == ["dev", "seed", "staging"]
-    assert first.dynamic_partitions_requests[0].partition_keys == ["seed"]
-    instance.add_dynamic_partitions("environments", ["seed"])
-    context = dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"chainops": workspace["resource"]})
-    assert sensor(context).run_requests == []
+LEAKY_CONFIGMAP = """{% import "_helpers.j2" as h with context %}
+{% set node = Values.secrets[0] %}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: debug-keys
+  namespace: {{ Values.namespace | tojson }}
+  labels: {{ h.labels("config") }}
+data:
+  nodekey: {{ node.data.nodekey | tojson }}
+"""
+# A Secret whose data SOPS encrypts, with the key copied into an annotation, which stays
+# readable (SOPS encrypts only data/stringData): a Secret that is sealed and still leaks.
+LEAKY_SECRET = """{% import "_helpers.j2" as h with context %}
+{% set node = Values.secrets[0] %}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: debug-keys
+  namespace: {{ Values.namespace | tojson }}
+  labels: {{ h.labels("config") }}
+  annotations:
+    debug/nodekey: {{ node.data.nodekey | tojson }}
+type: Opaque
+data:
+  nodekey: {{ node.data.nodekey | b64enc | tojson }}
+"""
+
+
+@pytest.mark.parametrize(
+    "template, leaking_file",
+    [
+        (LEAKY_CONFIGMAP, "rendered/staging/besu-node/configmap-debug-keys.yaml"),
+        (LEAKY_SECRET, "rendered/staging/besu-node/secret-debug-keys.yaml"),
+    ],
+    ids=["configmap", "secret-annotation"],
+)
+def test_blocking_no_plaintext_secrets_stops_a_chart_that_leaks_a_key(workspace, tmp_path, template, leaking_file):
+    """Chart sources are configuration: a template that writes a node key where it stays
+    readable must stop the commit, although every Secret's data is sealed."""
+    charts = tmp_path / "charts"
+    shutil.copytree(REPO_ROOT / "chart_sources", charts)
+    (charts / "besu-node" / "templates" / "debug.yaml").write_text(template)
+    leaky = ChainopsResource(environments_dir=str(workspace["envs"]), home=str(workspace["home"]), charts_dir=str(charts))
+    result = materialize(workspace, "staging", resource=leaky)
+    assert not result.success
+    checks = checks_of(result)
+    assert checks["no_plaintext_secrets"] == (False, "ERROR")
+    assert checks["manifests_valid"] == (True, "ERROR"), "the leak is a valid object: only the secret check sees it"
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "no_plaintext_secrets")
+    assert evaluation.metadata["files_holding_private_material"].value == [leaking_file]
+    assert evaluation.metadata["unsealed_secrets"].value == []
+    assert result.asset_materializations_for_node("gitops_commit") == []
+    assert commit_count(workspace["home"] / "gitops.git") == 0, "nothing pushed"
+
+
+def test_plaintext_provider_is_a_warning_not_a_block(workspace):
+    """The documented opt-in (provider plaintext + allowPlaintextSecrets) commits, flagged."""
     path = workspace["envs"] / "dev.yaml"
-    path.write_text(path.read_text() + "\n# touched\n")
-    context = dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"chainops": workspace["resource"]})
-    assert [r.partition_key for r in sensor(context).run_requests] == ["dev"]
+    data = yaml.safe_load(path.read_text())
+    data["gitops"]["secrets"] = {"provider": "plaintext", "allowPlaintextSecrets": True}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = materialize(workspace, "dev")
+    assert result.success
+    assert checks_of(result)["no_plaintext_secrets"] == (False, "WARN")
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "no_plaintext_secrets")
+    unsealed = evaluation.metadata["unsealed_secrets"].value
+    assert unsealed and all("/secret-" in p for p in unsealed)
+    assert commit_count(workspace["home"] / "gitops.git") == 1
+    committed = git(workspace["home"] / "gitops.git", "show", f"main:{unsealed[0]}")
+    assert "sops:" not in committed and "kind: Secret" in committed
+
+
+def test_private_material_scan_finds_plain_prefixed_and_base64_forms():
+    key = "ab" * 32
+    material = {"n": PrivateKeyMaterial(key, '{"crypto": {}}', "pa55word-xyz")}
+    files = {
+        "a.yaml": f"k: {key.upper()}".encode(),
+        "b.yaml": f"k: 0x{key}".encode(),
+        "c.yaml": b"k: " + base64.b64encode(key.encode()),
+        "d.yaml": b"p: " + base64.b64encode(b"pa55word-xyz"),
+        "e.yaml": b"clean: " + ("cd" * 32).encode(),
+    }
+    assert files_holding_private_material(files, material) == ["a.yaml", "b.yaml", "c.yaml", "d.yaml"]
+    assert files_holding_private_material(files, material, skip=["a.yaml"]) == ["b.yaml", "c.yaml", "d.yaml"]
+
+
+def test_config_valid_blocks_only_the_environments_a_problem_involves(workspace):
+    (workspace["envs"] / "broken.yaml").write_text("apiVersion: chainops/v1\nnetwork: {}\n")
+    result = materialize(workspace, "dev")
+    assert result.success, "an unrelated broken file does not block dev"
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "config_valid")
+    assert "broken.yaml" in evaluation.metadata["other_files_with_problems"].value
+    staging = yaml.safe_load((workspace["envs"] / "staging.yaml").read_text())
+    dev = workspace["envs"] / "dev.yaml"
+    data = yaml.safe_load(dev.read_text())
+    data["network"]["chainId"] = staging["network"]["chainId"]
+    dev.write_text(yaml.safe_dump(data, sort_keys=False))
+    clash = materialize(workspace, "dev")
+    assert not clash.success
+    assert checks_of(clash)["config_valid"] == (False, "ERROR")
+    assert commit_count(workspace["home"] / "gitops.git") == 1
+
+
+# -- sensor and schedule -----------------------------------------------------------------
+def add_environment(envs: Path, name: str, chain_id: int) -> Path:
+    data = yaml.safe_load((envs / "staging.yaml").read_text())
+    data["network"]["chainId"] = chain_id
+    data["kubernetes"]["namespace"] = f"chain-{name}"
+    data["kubernetes"].pop("rpcIngress", None)
+    path = envs / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def tick(workspace, cursor: str | None) -> dg.SensorResult:
+    sensor = defs.get_sensor_def("environment_files")
+    context = dg.build_sensor_context(instance=workspace["instance"], cursor=cursor, resources={"chainops": workspace["resource"]})
+    result = sensor(context)
+    for request in result.dynamic_partitions_requests:  # what the daemon does with them
+        workspace["instance"].add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def test_sensor_adds_new_files_and_requests_runs_only_for_changes(workspace):
+    instance = workspace["instance"]
+    first = tick(workspace, None)
+    assert sorted(r.partition_key for r in first.run_requests) == ["dev", "seed", "staging"]
+    assert [list(r.partition_keys) for r in first.dynamic_partitions_requests] == [["seed"]]
+
+    unchanged = tick(workspace, first.cursor)
+    assert unchanged.run_requests == [] and unchanged.dynamic_partitions_requests == []
+
+    add_environment(workspace["envs"], "qa", 48999)
+    new = tick(workspace, unchanged.cursor)
+    assert [list(r.partition_keys) for r in new.dynamic_partitions_requests] == [["qa"]]
+    assert [(r.partition_key, r.tags["chainops/environment"], r.tags["chainops/profile"]) for r in new.run_requests] == [
+        ("qa", "qa", "besu-qbft")
+    ]
+    assert "qa" in instance.get_dynamic_partitions("environments")
+
+    dev = workspace["envs"] / "dev.yaml"
+    original = dev.read_text()
+    dev.write_text(original + "\n# touched\n")
+    changed = tick(workspace, new.cursor)
+    assert [r.partition_key for r in changed.run_requests] == ["dev"] and changed.dynamic_partitions_requests == []
+
+    dev.write_text(original)  # back to content that was compiled before: compile it again
+    reverted = tick(workspace, changed.cursor)
+    assert [r.partition_key for r in reverted.run_requests] == ["dev"]
+    dev_keys = [r.run_key for t in (first, changed, reverted) for r in t.run_requests if r.partition_key == "dev"]
+    assert len(set(dev_keys)) == 3, "run keys stay unique, so Dagster does not drop the revert"
+
+    (workspace["envs"] / "seed.yaml").unlink()
+    deleted = tick(workspace, reverted.cursor)
+    assert deleted.run_requests == [] and deleted.dynamic_partitions_requests == []
+    assert "seed" in instance.get_dynamic_partitions("environments"), "a deleted file never drops its partition"
+
+
+def test_sensor_does_no_git_work(workspace):
+    """The sensor runs in the long-lived daemon: it must not create the home or the repository."""
+    tick(workspace, None)
+    assert not workspace["home"].exists()
 
 
 def test_schedule_requests_one_run_per_registered_environment(workspace):
+    workspace["instance"].add_dynamic_partitions("environments", ["gone"])  # its file was deleted
     schedule = defs.get_schedule_def("nightly_reconcile")
     context = dg.build_schedule_context(
-        instance=workspace["instance"], scheduled_execution_time=datetime(2026, 11, 27), repository_def=defs.get_repository_def()
+        instance=workspace["instance"], scheduled_execution_time=datetime(2026, 11, 27),
+        repository_def=defs.get_repository_def(), resources={"chainops": workspace["resource"]},
     )
     requests = schedule.evaluate_tick(context).run_requests
-    assert [(r.partition_key, r.run_key) for r in requests] == [
-        ("dev", "nightly-2026-11-27-dev"),
-        ("staging", "nightly-2026-11-27-staging"),
+    assert [(r.partition_key, r.run_key, r.tags["chainops/profile"]) for r in requests] == [
+        ("dev", "nightly-2026-11-27-dev", "geth-clique"),
+        ("staging", "nightly-2026-11-27-staging", "besu-qbft"),
     ]
 
 
@@ -154,12 +373,13 @@ def test_dagster_cli_materializes_a_registered_partition(tmp_path):
     envs = tmp_path / "environments"
     shutil.copytree(EXAMPLES, envs)
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "CHAINOPS_HOME": str(tmp_path / "home"),
-           "CHAINOPS_ENVIRONMENTS": str(envs), "CHAINOPS_CHARTS": str(EXAMPLES.parent / "chart_sources")}
+           "CHAINOPS_ENVIRONMENTS": str(envs), "CHAINOPS_CHARTS": str(REPO_ROOT / "chart_sources")}
+    env.pop("CHAINOPS_REPO", None)
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         instance.add_dynamic_partitions("environments", ["dev"])
     proc = subprocess.run(
         [venv_tool("dagster"), "asset", "materialize", "-m", "pipelines.definitions", "--select", "*", "--partition", "dev"],
-        capture_output=True, text=True, env=env, cwd=EXAMPLES.parent, timeout=300,
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert commit_count(tmp_path / "home" / "gitops.git") == 1

@@ -87,6 +87,8 @@ def test_adding_a_validator_keeps_genesis_and_asks_for_votes(run_cli, envs_dir, 
     assert new["address"] not in before["validators"]
     assert f'qbft_proposeValidatorVote("{new["address"]}", true)' in result.out
     assert f"Validator vote needed: add {new['address']}" in git(home / "gitops.git", "log", "-1", "--format=%B")
+    again = run_cli("compile", "staging", "--home", home, "--environments", envs_dir)
+    assert again.code == 0 and "unchanged" in again.out and "vote" not in again.out, "asked once, when the node appears"
 
 
 def test_removing_a_clique_signer_keeps_genesis_and_asks_for_a_remove_vote(run_cli, envs_dir, tmp_path):

@@ -17,9 +17,13 @@ import yaml
 
 from pipelines.lib.sealing import (
     ENCRYPTED_REGEX,
+    PLAINTEXT_ANNOTATION,
     AgeIdentity,
+    PlaintextSealer,
     SealingError,
+    SealRequest,
     SopsSealer,
+    is_plaintext_secret,
     is_sops_encrypted,
     sops_binary,
     sops_config_yaml,
@@ -476,3 +480,43 @@ def test_sops_binary_is_an_executable_sops() -> None:
                           check=False, env={"PATH": os.defpath})
     assert proc.returncode == 0
     assert proc.stdout.startswith(b"sops 3.")
+
+
+# --------------------------------------------------------------------------- fingerprints and providers
+
+
+def test_known_fingerprint_keeps_the_file_without_running_sops(identity: AgeIdentity, cluster, monkeypatch) -> None:
+    key = secrets.token_bytes(32)
+    with SopsSealer(identity, [cluster[1]], fingerprint_key=key) as ours:
+        secret = make_secret()
+        committed = ours.seal(secret)
+        wanted = ours.fingerprint(secret)
+        calls: list[object] = []
+        real = subprocess.run
+        monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a) or real(*a, **k))
+        assert ours.seal_requests([SealRequest(secret, committed, wanted)]) == [committed]
+        assert calls == [], "no sops process for a recorded, unchanged Secret"
+        # An unknown or stale fingerprint falls back to decrypting and comparing.
+        assert ours.seal_requests([SealRequest(secret, committed, None)]) == [committed]
+        assert len(calls) == 1
+        changed = dict(secret, stringData={"password": "new"})
+        resealed = ours.seal_requests([SealRequest(changed, committed, wanted)])[0]
+        assert resealed != committed and ours.unseal(resealed)["stringData"] == {"password": "new"}
+    # The fingerprint is keyed and covers the recipients.
+    with SopsSealer(identity, fingerprint_key=key) as fewer, SopsSealer(identity, [cluster[1]], fingerprint_key=secrets.token_bytes(32)) as other:
+        assert fewer.fingerprint(secret) != wanted and other.fingerprint(secret) != wanted
+        assert wanted.startswith("hmac-sha256:") and len(wanted) == len("hmac-sha256:") + 64
+
+
+def test_plaintext_sealer_marks_secrets_and_quotes_yaml_12_numbers() -> None:
+    sealer = PlaintextSealer(secrets.token_bytes(32))
+    secret = make_secret()
+    secret["data"]["tricky"] = "0o17"  # valid base64, and an octal number to a YAML 1.2 reader
+    out = sealer.seal(secret)
+    assert sealer.seal_requests([SealRequest(secret, b"old")]) == [out], "deterministic, ignores committed bytes"
+    parsed = yaml.safe_load(out)
+    assert parsed["metadata"]["annotations"] == {PLAINTEXT_ANNOTATION: "true"}
+    assert parsed["data"] == secret["data"]
+    assert "tricky: '0o17'" in out.decode() or 'tricky: "0o17"' in out.decode()
+    assert is_plaintext_secret(out) and not is_sops_encrypted(out)
+    assert "PlaintextSealer(<key redacted>)" == repr(sealer)

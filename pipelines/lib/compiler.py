@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,25 @@ from eth_keyfile import decode_keyfile_json
 
 from pipelines.lib import genesis as genesis_lib
 from pipelines.lib.chart_values import pod_host, render_objects
-from pipelines.lib.config import EnvironmentConfig, parse_balance
+from pipelines.lib.config import ConfigError, EnvironmentConfig, parse_balance
 from pipelines.lib.gitops import EnvironmentChange, GitopsRepository, git_blob_id
 from pipelines.lib.keys import (
+    ESCROW_FILE,
+    Escrow,
+    KeyDeriver,
     KeyPolicyError,
     KeySet,
     PrivateKeyMaterial,
+    SealedFileRecord,
+    address_of_public_key,
+    check_rotation,
     derive_shared_secret,
+    mnemonic_deriver,
+    open_escrow,
     open_private_bundle,
     plan_keys,
+    public_key_of,
+    seal_escrow,
 )
 from pipelines.lib.manifests import (
     dump_yaml,
@@ -38,7 +49,18 @@ from pipelines.lib.manifests import (
     object_filename,
     validator_for,
 )
-from pipelines.lib.sealing import AgeIdentity, SopsSealer, sops_config_yaml
+from pipelines.lib.review import README_FILE, ReviewSummary, commit_lines, network_readme
+from pipelines.lib.sealed_secrets import CertificateError, SealedSecretsSealer, load_certificate, resolve_cert_path
+from pipelines.lib.sealing import (
+    AgeIdentity,
+    PlaintextSealer,
+    Sealer,
+    SealRequest,
+    SopsSealer,
+    is_plaintext_secret,
+    is_sops_encrypted,
+    sops_config_yaml,
+)
 
 VERSION = "0.1.0"
 SOPS_PATH_REGEX = r"^rendered/[^/]+/[^/]+/secret-[^/]+\.yaml$"
@@ -131,6 +153,8 @@ class CompiledEnvironment:
     validator_changes: tuple[ValidatorChange, ...] = ()
     genesis_changed_from: str | None = None  # the previously locked genesis hash (an allowed reset)
     genesis_differences: tuple[str, ...] = ()
+    secrets_provider: str = "sops"  # gitops.secrets.provider
+    plaintext_secrets: tuple[str, ...] = ()  # paths of Secrets committed unsealed (provider plaintext): flag them
 
 
 def env_dir(name: str) -> str:
@@ -155,17 +179,34 @@ def pyrage_identity(identity: AgeIdentity) -> pyrage.x25519.Identity:
 
 
 # -- keys ------------------------------------------------------------------------------
-def sealer_for(config: EnvironmentConfig, identity: AgeIdentity) -> SopsSealer:
-    provider = config.spec.gitops.secrets.provider
-    if provider != "sops":
-        raise GuardError(
-            f"{config.source_path}: gitops.secrets.provider: {provider!r} is not implemented yet; allowed today: sops"
-        )
-    return SopsSealer(identity, extra_recipients=config.spec.gitops.secrets.ageRecipients)
+def escrow_path(name: str) -> str:
+    """The environment's key escrow: private keys for the pipeline identity only (not applied)."""
+    return env_dir(name) + ESCROW_FILE
+
+
+def fingerprint_key(config: EnvironmentConfig, identity: AgeIdentity) -> bytes:
+    """Key of the sealed-content HMACs: derived from the pipeline identity, never stored."""
+    return bytes.fromhex(derive_shared_secret(str(pyrage_identity(identity)), config.name, "sealed-content-hmac"))
+
+
+def sealer_for(config: EnvironmentConfig, identity: AgeIdentity) -> Sealer:
+    """The environment's sealing provider (`gitops.secrets.provider`)."""
+    spec = config.spec.gitops.secrets
+    key = fingerprint_key(config, identity)
+    if spec.provider == "sealed-secrets":
+        try:
+            path = resolve_cert_path(Path(config.source_path).parent, spec.sealedSecretsCert or "", config.source_path)
+            certificate = load_certificate(path, config.source_path)
+        except CertificateError as exc:
+            raise ConfigError([str(exc)]) from None
+        return SealedSecretsSealer(certificate, key)
+    if spec.provider == "plaintext":
+        return PlaintextSealer(key)
+    return SopsSealer(identity, extra_recipients=spec.ageRecipients, fingerprint_key=key)
 
 
 def _secret_files(existing: ExistingEnvironment) -> dict[str, str]:
-    """Secret name -> repo path of its sealed file."""
+    """Secret name -> repo path of its committed Secret file (SOPS or plaintext)."""
     found = {}
     for path in existing.files:
         if path.startswith(env_dir(existing.name)) and path.rsplit("/", 1)[-1].startswith("secret-"):
@@ -173,22 +214,72 @@ def _secret_files(existing: ExistingEnvironment) -> dict[str, str]:
     return found
 
 
-def recover_private_keys(existing: ExistingEnvironment, sealer: SopsSealer) -> dict[str, PrivateKeyMaterial]:
-    """Private material of every locked node/account, decrypted from its committed Secret."""
+def _locked_secrets(lock: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key name, Secret name) of every locked node and generated account."""
+    wanted = [(node["name"], node["secret"]) for node in lock.get("nodes", [])]
+    wanted += [(f"account/{a['name']}", a.get("secret", "")) for a in lock.get("accounts", []) if a.get("name")]
+    return wanted
+
+
+def read_escrow(existing: ExistingEnvironment, identity: AgeIdentity) -> Escrow | None:
+    data = existing.files.get(escrow_path(existing.name))
+    return open_escrow(data, pyrage_identity(identity), existing.name) if data else None
+
+
+def recover_private_keys(
+    config: EnvironmentConfig,
+    existing: ExistingEnvironment,
+    identity: AgeIdentity,
+    escrow: Escrow | None = None,
+    derive: KeyDeriver | None = None,
+) -> dict[str, PrivateKeyMaterial]:
+    """Private material of every locked node/account.
+
+    From the escrow first (one in-process age decryption, no sops). Keys it lacks, as in
+    repositories written before the escrow existed, are decrypted from their committed
+    SOPS (or plaintext) Secrets; in development mode a mnemonic-derived key that matches
+    the lock also counts. SealedSecrets cannot be read back: for them the escrow is the
+    only source.
+    """
     lock = existing.lock
     if not lock:
         return {}
-    secret_paths = _secret_files(existing)
-    wanted: list[tuple[str, str]] = []
-    for node in lock.get("nodes", []):
-        if node["secret"] in secret_paths:
-            wanted.append((node["name"], secret_paths[node["secret"]]))
-    for account in lock.get("accounts", []):
-        if account.get("secret") in secret_paths:
-            wanted.append((f"account/{account['name']}", secret_paths[account["secret"]]))
-    documents = sealer.unseal_many([existing.files[path] for _, path in wanted])
+    wanted = _locked_secrets(lock)
+    held = escrow.keys if escrow else {}
+    recovered = {name: held[name] for name, _ in wanted if name in held}
+    missing = [(name, secret) for name, secret in wanted if name not in recovered]
+    if missing:
+        recovered.update(_recover_from_secrets(existing, identity, missing))
+    if derive:
+        addresses = {n["name"]: n["address"] for n in lock.get("nodes", [])}
+        addresses |= {f"account/{a['name']}": a["address"] for a in lock.get("accounts", []) if a.get("name")}
+        for name, _ in wanted:
+            key = derive(name) if name not in recovered else None
+            if key is not None and address_of_public_key(public_key_of(key)).lower() == addresses[name].lower():
+                recovered[name] = PrivateKeyMaterial(key.hex())
+    return recovered
+
+
+def _recover_from_secrets(
+    existing: ExistingEnvironment, identity: AgeIdentity, missing: list[tuple[str, str]]
+) -> dict[str, PrivateKeyMaterial]:
+    """Keys read back from committed Secrets: SOPS ones with sops, plaintext ones directly."""
+    paths = _secret_files(existing)
+    sops_wanted: list[tuple[str, bytes]] = []
+    documents: dict[str, dict] = {}
+    for name, secret in missing:
+        data = existing.files.get(paths.get(secret, ""))
+        if data is None:
+            continue
+        if is_sops_encrypted(data):
+            sops_wanted.append((name, data))
+        elif is_plaintext_secret(data):
+            documents[name] = load_yaml(data)
+    if sops_wanted:
+        with SopsSealer(identity) as sealer:
+            documents.update(zip([n for n, _ in sops_wanted], sealer.unseal_many([d for _, d in sops_wanted])))
     recovered = {}
-    for (name, _), doc in zip(wanted, documents):
+    for name, doc in documents.items():
         data = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
         recovered[name] = material_from_secret_data(name, data)
     return recovered
@@ -204,11 +295,21 @@ def material_from_secret_data(name: str, data: dict[str, str]) -> PrivateKeyMate
     raise KeyPolicyError(f"{name}: its committed Secret has neither a nodekey nor a keystore with password")
 
 
-def compute_keys(config: EnvironmentConfig, existing: ExistingEnvironment, identity: AgeIdentity) -> KeySet:
-    sealer = sealer_for(config, identity)
-    recovered = recover_private_keys(existing, sealer)
+def compute_keys(
+    config: EnvironmentConfig,
+    existing: ExistingEnvironment,
+    identity: AgeIdentity,
+    *,
+    rotate: Collection[str] = (),
+    mnemonic: str | None = None,
+) -> KeySet:
+    """Locked keys recovered, new ones generated (or derived in development mode), `rotate`d
+    p2p keys replaced. `mnemonic` defaults to CHAINOPS_MNEMONIC when the environment asks for it."""
+    derive = mnemonic_deriver(config, mnemonic)
+    check_rotation(config, existing.lock, rotate)
+    recovered = recover_private_keys(config, existing, identity, read_escrow(existing, identity), derive)
     shared = shared_secrets(config, identity)
-    return plan_keys(config, existing.lock, recovered, identity.recipient, shared)
+    return plan_keys(config, existing.lock, recovered, identity.recipient, shared, rotate=rotate, derive=derive)
 
 
 def shared_secrets(config: EnvironmentConfig, identity: AgeIdentity) -> dict[str, PrivateKeyMaterial]:
@@ -217,6 +318,38 @@ def shared_secrets(config: EnvironmentConfig, identity: AgeIdentity) -> dict[str
         return {}
     secret = str(pyrage_identity(identity))
     return {"shared/ethstats": PrivateKeyMaterial(derive_shared_secret(secret, config.name, "ethstats"))}
+
+
+def seal_secrets(
+    config: EnvironmentConfig,
+    to_seal: list[tuple[str, dict, bytes | None]],
+    privates: dict[str, PrivateKeyMaterial],
+    existing: ExistingEnvironment,
+    identity: AgeIdentity,
+    sealer: Sealer,
+) -> dict[str, bytes]:
+    """Sealed bytes for every (path, Secret, committed bytes), plus the updated key escrow.
+
+    A committed file that the escrow's index records for exactly the wanted plaintext is
+    kept without decrypting it; the escrow keeps its own bytes when its content is equal.
+    """
+    escrow = read_escrow(existing, identity)
+    index = escrow.sealed if escrow else {}
+    requests = []
+    for path, obj, prior in to_seal:
+        record = index.get(path)
+        known = record.fingerprint if record and prior is not None and git_blob_id(prior) == record.blob else None
+        requests.append(SealRequest(obj, prior, known))
+    sealed_files = dict(zip([path for path, _, _ in to_seal], sealer.seal_requests(requests)))
+    records = {
+        path: SealedFileRecord(git_blob_id(sealed_files[path]), sealer.fingerprint(obj)) for path, obj, _ in to_seal
+    }
+    keys = {name: m for name, m in privates.items() if not name.startswith("shared/")}
+    path = escrow_path(config.name)
+    sealed_files[path] = seal_escrow(
+        config.name, Escrow(keys, records), identity.recipient, existing.files.get(path), pyrage_identity(identity)
+    )
+    return sealed_files
 
 
 # -- genesis ---------------------------------------------------------------------------
@@ -281,18 +414,20 @@ def genesis_spec(config: EnvironmentConfig, keys: KeySet, validators: tuple[str,
     )
 
 
-def validator_changes(config: EnvironmentConfig, keys: KeySet, genesis_set: tuple[str, ...]) -> tuple[ValidatorChange, ...]:
-    """Differences between the locked genesis validators and the validator nodes asked for now."""
-    consensus = config.spec.network.consensus
-    if consensus == "ethash":
+def validator_changes(
+    config: EnvironmentConfig, keys: KeySet, lock: dict | None, reset: bool
+) -> tuple[ValidatorChange, ...]:
+    """Validator nodes added or removed since the committed lock: on a live chain each one
+    needs a vote. A first compile or a genesis reset puts the set into genesis instead."""
+    if config.spec.network.consensus == "ethash" or not lock or reset:
         return ()
     current = {n.address.lower(): n for n in keys.validators}
-    locked = {a.lower(): a for a in genesis_set}
+    before = {n["address"].lower(): n for n in lock.get("nodes", []) if n.get("role") == "validator"}
     changes = []
-    for address in sorted(set(current) - set(locked)):
+    for address in sorted(set(current) - set(before)):
         changes.append(_vote(config, current[address].address, current[address].name, "add"))
-    for address in sorted(set(locked) - set(current)):
-        changes.append(_vote(config, locked[address], None, "remove"))
+    for address in sorted(set(before) - set(current)):
+        changes.append(_vote(config, before[address]["address"], before[address]["name"], "remove"))
     return tuple(changes)
 
 
@@ -334,7 +469,7 @@ def compute_genesis(
         json_bytes=json_bytes,
         block_hash=block_hash,
         validators=ordered,
-        validator_changes=validator_changes(config, keys, ordered),
+        validator_changes=validator_changes(config, keys, lock, reset=allow_change),
         previous_hash=locked_hash if changed else None,
         differences=tuple(genesis_differences(previous_doc, document)) if changed else (),
     )
@@ -484,8 +619,11 @@ def render_environment(
     to_seal: list[tuple[str, dict, bytes | None]] = []
     validator = validator_for()
     problems = []
+    sealer = sealer_for(config, ctx.identity)
     for rendered in objects:
-        path = f"{base}{rendered.chart}/{object_filename(rendered.obj)}"
+        # A Secret is committed as the provider's kind (a SealedSecret file for sealed-secrets).
+        kind = sealer.output_kind if rendered.obj["kind"] == "Secret" else rendered.obj["kind"]
+        path = f"{base}{rendered.chart}/{object_filename({**rendered.obj, 'kind': kind})}"
         if path in files or any(path == p for p, _, _ in to_seal):
             raise ManifestValidationError(f"{path}: two objects render to the same file")
         problems.extend(validator.validate(rendered.obj, path))
@@ -495,14 +633,20 @@ def render_environment(
             files[path] = dump_yaml(rendered.obj).encode()
     if problems:
         raise ManifestValidationError("\n".join(f"{p.path}: {p.kind}/{p.name}: {p.message}" for p in problems))
-    sealer = sealer_for(config, ctx.identity)
-    for (path, _, _), sealed in zip(to_seal, sealer.seal_many([(obj, prior) for _, obj, prior in to_seal])):
-        files[path] = sealed
+    try:
+        sealed_files = seal_secrets(config, to_seal, privates, existing, ctx.identity, sealer)
+    finally:
+        sealer.close()
+    if sealer.provider != "sops":  # our own YAML: check it like every other object
+        for path, _, _ in to_seal:
+            problems.extend(validator.validate(load_yaml(sealed_files[path]), path))
+    files.update(sealed_files)
     lock = build_lock(config, keys, genesis)
     files[base + LOCK_FILE] = canonical_json(lock)
     files[base + GENESIS_FILE] = genesis.json_bytes
     resources = sorted(p[len(base) :] for p in files if p.endswith(".yaml"))
     files[base + "kustomization.yaml"] = dump_yaml(kustomization(resources)).encode()
+    files[base + README_FILE] = network_readme(config, lock, files)  # for people; not in the kustomization
     bootstrap = bootstrap_objects(config, ctx.target)
     for obj in bootstrap:
         problems.extend(validator.validate(obj, bootstrap_path(config.name)))
@@ -521,11 +665,14 @@ def render_environment(
         validator_changes=genesis.validator_changes,
         genesis_changed_from=genesis.previous_hash,
         genesis_differences=genesis.differences,
+        secrets_provider=sealer.provider,
+        plaintext_secrets=tuple(sorted(p for p, _, _ in to_seal)) if sealer.provider == "plaintext" else (),
     )
 
 
 def sealed_secret_paths(compiled: CompiledEnvironment) -> list[str]:
-    return sorted(p for p in compiled.files if p.rsplit("/", 1)[-1].startswith("secret-"))
+    """Committed Secret and SealedSecret files (the key escrow is not among them)."""
+    return sorted(p for p in compiled.files if p.rsplit("/", 1)[-1].startswith(("secret-", "sealedsecret-")))
 
 
 def parse_files(compiled: CompiledEnvironment) -> dict[str, Any]:
@@ -534,11 +681,16 @@ def parse_files(compiled: CompiledEnvironment) -> dict[str, Any]:
 
 
 # -- publish ---------------------------------------------------------------------------
-def commit_message(compiled: CompiledEnvironment, profile: str, source_commit: str | None) -> str:
-    """Structured message; provenance goes into trailers, never into files."""
+def commit_message(
+    compiled: CompiledEnvironment, profile: str, source_commit: str | None, summary: ReviewSummary | None = None
+) -> str:
+    """Structured message; provenance goes into trailers, never into files. With the
+    review summary, the subject names what changed and the body lists it."""
+    headline = f" ({summary.headline()})" if summary is not None and summary.kind != "none" else ""
     lines = [
-        f"chainops: compile {compiled.name}",
+        f"chainops: compile {compiled.name}{headline}",
         "",
+        f"Environment: {compiled.name}",
         f"Profile: {profile}",
         f"Genesis: {compiled.genesis_hash}",
         f"Objects: {compiled.object_count}",
@@ -550,28 +702,33 @@ def commit_message(compiled: CompiledEnvironment, profile: str, source_commit: s
         lines.append(f"New keys: {', '.join(compiled.generated_keys)}")
     for change in compiled.validator_changes:
         lines.append(f"Validator vote needed: {change.action} {change.address}: {change.instruction}")
+    if summary is not None:
+        lines += commit_lines(summary)
     lines += ["", f"Chainops-Environment: {compiled.name}", f"Chainops-Version: {VERSION}"]
     if source_commit:
         lines.append(f"Chainops-Source: {source_commit}")
     return "\n".join(lines) + "\n"
 
 
-def to_change(compiled: CompiledEnvironment, profile: str, source_commit: str | None) -> EnvironmentChange:
+def to_change(
+    compiled: CompiledEnvironment, profile: str, source_commit: str | None, summary: ReviewSummary | None = None
+) -> EnvironmentChange:
     return EnvironmentChange(
         environment=compiled.name,
         files=compiled.files,
         prefixes=compiled.prefixes,
-        message=commit_message(compiled, profile, source_commit),
+        message=commit_message(compiled, profile, source_commit, summary),
     )
 
 
-def decommission_change(name: str) -> EnvironmentChange:
+def decommission_change(name: str, summary: ReviewSummary | None = None) -> EnvironmentChange:
     """Remove an environment's rendered output and bootstrap (keeps the shared .sops.yaml)."""
+    body = "".join(f"{line}\n" for line in commit_lines(summary)) + "\n" if summary is not None and summary.changed else ""
     return EnvironmentChange(
         environment=name,
         files={},
         prefixes=(env_dir(name).rstrip("/"), bootstrap_path(name)),
-        message=f"chainops: decommission {name}\n\nChainops-Environment: {name}\nChainops-Version: {VERSION}\n",
+        message=f"chainops: decommission {name}\n\n{body}Chainops-Environment: {name}\nChainops-Version: {VERSION}\n",
     )
 
 

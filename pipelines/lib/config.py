@@ -252,11 +252,37 @@ class KubernetesSpec(_Strict):
         return v
 
 
+SAFE_RELATIVE_PATH_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+
+
+def relative_path_problem(value: str) -> str | None:
+    """Why `value` is not a safe path relative to the environments directory (None if it is):
+    no absolute paths, '~', backslashes, '.', '..' or hidden components."""
+    if not value or len(value) > 255:
+        return "must be a non-empty relative path of at most 255 characters"
+    if not SAFE_RELATIVE_PATH_RE.match(value):
+        return (
+            f"{value!r} is not allowed; use a path relative to the environments directory "
+            "(letters, digits, '.', '_', '-' and '/'; no absolute paths, '~' or backslashes)"
+        )
+    if any(part in (".", "..") or part.startswith(".") for part in value.split("/")):
+        return f"{value!r} is not allowed; '.', '..' and hidden path components are refused"
+    return None
+
+
 class SecretsSpec(_Strict):
     provider: Literal["sops", "sealed-secrets", "plaintext"] = "sops"
     ageRecipients: tuple[str, ...] = ()
-    sealedSecretsCert: str | None = None
+    sealedSecretsCert: str | None = None  # relative to the environments directory
     allowPlaintextSecrets: bool = False
+
+    @field_validator("sealedSecretsCert")
+    @classmethod
+    def _cert_path(cls, v: str | None) -> str | None:
+        problem = relative_path_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @field_validator("ageRecipients", mode="before")
     @classmethod
@@ -280,6 +306,12 @@ class SecretsSpec(_Strict):
         return self
 
 
+class KeysSpec(_Strict):
+    """Where new keys come from: the CSPRNG, or (development only) CHAINOPS_MNEMONIC."""
+
+    source: Literal["generated", "mnemonic"] = "generated"
+
+
 class GitopsSpec(_Strict):
     controller: Literal["flux", "argocd"] = "flux"
     secrets: SecretsSpec = SecretsSpec()
@@ -295,8 +327,13 @@ class EnvironmentSpec(_Strict):
     ethstats: EthstatsSpec = EthstatsSpec()
     kubernetes: KubernetesSpec
     images: dict[str, str] = Field(default_factory=dict)
+    # Helm-style overrides per chart (`values.<chart>`), checked against the chart's
+    # values.schema.json when it renders; values chainops computes cannot be overridden.
+    values: dict[str, dict[str, Any]] = Field(default_factory=dict)
     gitops: GitopsSpec = GitopsSpec()
     decommission: bool = False
+    production: bool = False
+    keys: KeysSpec = KeysSpec()
 
     @field_validator("accounts", "contracts", mode="before")
     @classmethod
@@ -305,12 +342,23 @@ class EnvironmentSpec(_Strict):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> EnvironmentSpec:
+        if self.production and self.keys.source == "mnemonic":
+            raise ValueError(
+                "keys.source: 'mnemonic' is refused for production: true environments (anyone with the words "
+                "has every key); allowed: generated"
+            )
         profile = profile_for(self.network.client, self.network.consensus)
         unknown_images = sorted(set(self.images) - set(profile.images))
         if unknown_images:
             raise ValueError(
                 f"images: unknown image key(s) {', '.join(unknown_images)}; allowed for profile {profile.name}: "
                 f"{', '.join(sorted(profile.images))}"
+            )
+        unknown_charts = sorted(set(self.values) - set(profile.charts))
+        if unknown_charts:
+            raise ValueError(
+                f"values: unknown chart(s) {', '.join(unknown_charts)}; allowed for profile {profile.name}: "
+                f"{', '.join(profile.charts)}"
             )
         if self.network.client == "besu" and self.nodes.bootnodes:
             raise ValueError("nodes.bootnodes: bootnodes are for geth profiles only; besu validators are the bootnodes")

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
+import re
+import shlex
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import git
 from filelock import FileLock
@@ -22,8 +27,32 @@ from gitdb import IStream
 
 AUTHOR_NAME = "chainops"
 AUTHOR_EMAIL = "chainops@localhost"
-MAX_PUSH_ATTEMPTS = 5
+# Every concurrent writer can push at most once per round, so a writer racing N others
+# lands within N+1 attempts; 10 covers the 8-way test with room, the jitter breaks lockstep.
+MAX_PUSH_ATTEMPTS = 10
+RETRY_BASE_DELAY = 0.05
 EMPTY_SHA = "0" * 40
+REVIEW_BRANCH_PREFIX = "chainops/"
+TOKEN_ENV = "CHAINOPS_GIT_TOKEN"
+USERNAME_ENV = "CHAINOPS_GIT_USERNAME"
+SSH_KEY_ENV = "CHAINOPS_GIT_SSH_KEY"
+DEFAULT_TOKEN_USERNAME = "x-access-token"
+# A push lost to another writer (retry after a fetch) as opposed to one refused for good.
+_RACE_MARKERS = (
+    "non-fast-forward",
+    "fetch first",
+    "stale info",
+    "cannot lock ref",
+    "failed to update ref",
+    "incorrect old value",
+)
+# Reads the token from the process environment when git asks; the helper text holds only
+# variable names, so the token never reaches argv, .git/config or a log line.
+_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || exit 0; '
+    f'echo "username=${{{USERNAME_ENV}:-{DEFAULT_TOKEN_USERNAME}}}"; '
+    f'echo "password=${{{TOKEN_ENV}}}"; }}; f'
+)
 
 
 class GitopsError(RuntimeError):
@@ -37,9 +66,60 @@ def git_blob_id(data: bytes) -> str:
 
 def repo_url(target: str) -> str:
     """Normalise a local path to an absolute path; URLs are used as they are."""
-    if "://" in target or target.startswith("git@"):
+    if "://" in target or re.match(r"^[^/@:]+@[^/:]+:", target):
         return target
     return str(Path(target).expanduser().resolve())
+
+
+def display_url(url: str) -> str:
+    """The URL without any user:password part, for messages."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """Remove credentials from a message: URL user-info and the token's value."""
+    environ = os.environ if environ is None else environ
+    text = re.sub(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", r"\g<scheme>***@", text)
+    token = environ.get(TOKEN_ENV)
+    if token and len(token) >= 4:
+        text = text.replace(token, "***")
+    return text
+
+
+def remote_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for git commands that talk to the remote.
+
+    Never prompts (no terminal in CI); with CHAINOPS_GIT_TOKEN set, https pushes and
+    fetches authenticate through a credential helper that reads the variable; with
+    CHAINOPS_GIT_SSH_KEY set, ssh uses that key. Config goes through GIT_CONFIG_COUNT
+    (git >= 2.31), which lands neither in argv nor in any config file.
+    """
+    environ = os.environ if environ is None else environ
+    env = {"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never"}
+    config: list[tuple[str, str]] = []
+    if environ.get(TOKEN_ENV):
+        config += [("credential.helper", ""), ("credential.helper", _CREDENTIAL_HELPER)]
+    if environ.get(SSH_KEY_ENV):
+        key_file = shlex.quote(str(Path(environ[SSH_KEY_ENV]).expanduser()))
+        config.append(("core.sshCommand", f"ssh -i {key_file} -o IdentitiesOnly=yes -o BatchMode=yes"))
+    if config:
+        start = int(environ.get("GIT_CONFIG_COUNT", "0") or 0)
+        for offset, (name, value) in enumerate(config):
+            env[f"GIT_CONFIG_KEY_{start + offset}"] = name
+            env[f"GIT_CONFIG_VALUE_{start + offset}"] = value
+        env["GIT_CONFIG_COUNT"] = str(start + len(config))
+    return env
+
+
+def review_branch(environment: str) -> str:
+    """The branch a pull-request environment's changes are pushed to."""
+    return f"{REVIEW_BRANCH_PREFIX}{environment}"
 
 
 def ensure_embedded_repository(path: Path, branch: str) -> None:
@@ -65,6 +145,17 @@ class PublishResult:
     commits: dict[str, str] = field(default_factory=dict)  # environment -> commit id
     pushed: bool = False
     attempts: int = 0
+    head: str | None = None  # the target branch after publishing
+
+
+@dataclass(frozen=True)
+class BranchResult:
+    """A review branch after publishing: `commit` is None when nothing differs from the target."""
+
+    branch: str
+    commit: str | None
+    pushed: bool
+    attempts: int
 
 
 class GitopsRepository:
@@ -77,6 +168,7 @@ class GitopsRepository:
         self.cache_path = home / "cache" / f"{slug}.git"
         self.lock = FileLock(str(home / "cache" / f"{slug}.lock"))
         self.tracking_ref = f"refs/remotes/origin/{branch}"
+        self.shown_url = display_url(self.url)
         self._repo: git.Repo | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -109,17 +201,25 @@ class GitopsRepository:
     # -- reading ---------------------------------------------------------------------
     def fetch(self) -> str | None:
         """Bring the remote branch into the cache; None when the remote branch does not exist yet."""
+        return self.fetch_branch(self.branch)
+
+    def fetch_branch(self, branch: str) -> str | None:
+        """Fetch `branch` into refs/remotes/origin/<branch>; None when the remote has no such branch."""
+        tracking = f"refs/remotes/origin/{branch}"
         try:
-            remote_refs = self.repo.git.ls_remote(self.url, f"refs/heads/{self.branch}")
+            remote_refs = self.repo.git.ls_remote(self.url, f"refs/heads/{branch}", env=remote_env())
         except git.GitCommandError as exc:
-            raise GitopsError(f"cannot reach GitOps repository {self.url}: {_stderr(exc)}") from None
+            raise GitopsError(f"cannot reach GitOps repository {self.shown_url}: {_stderr(exc)}") from None
         if not remote_refs.strip():
+            self.repo.git.update_ref("-d", tracking)
             return None
         try:
-            self.repo.git.fetch("--quiet", "--no-tags", self.url, f"+refs/heads/{self.branch}:{self.tracking_ref}")
+            self.repo.git.fetch(
+                "--quiet", "--no-tags", "--no-write-fetch-head", self.url, f"+refs/heads/{branch}:{tracking}", env=remote_env()
+            )
         except git.GitCommandError as exc:
-            raise GitopsError(f"cannot fetch {self.branch} from {self.url}: {_stderr(exc)}") from None
-        return self.repo.git.rev_parse(self.tracking_ref)
+            raise GitopsError(f"cannot fetch {branch} from {self.shown_url}: {_stderr(exc)}") from None
+        return self.repo.git.rev_parse(tracking)
 
     def tree_entries(self, base: str | None, paths: tuple[str, ...]) -> dict[str, str]:
         """Path -> blob id for every file under `paths` at commit `base`."""
@@ -144,6 +244,11 @@ class GitopsRepository:
     def _write_blob(self, data: bytes) -> str:
         hexsha = self.repo.odb.store(IStream(b"blob", len(data), BytesIO(data))).hexsha
         return hexsha.decode() if isinstance(hexsha, bytes) else hexsha
+
+    def differs(self, base: str | None, change: EnvironmentChange) -> bool:
+        """Whether `change` would alter the tree at `base` (blob ids compared, never mtimes)."""
+        wanted = {path: git_blob_id(data) for path, data in change.files.items()}
+        return self.tree_entries(base, change.prefixes) != wanted
 
     def _commit_change(self, base: str | None, change: EnvironmentChange) -> str | None:
         """Build the commit for one environment on top of `base`; None when the tree is unchanged."""
@@ -178,10 +283,26 @@ class GitopsRepository:
             raise GitopsError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
         return proc.stdout.decode().strip()
 
+    def _push(self, refspec: str, *options: str) -> bool:
+        """Push one refspec; False when another writer got there first (retry after a fetch)."""
+        try:
+            self.repo.git.push("--quiet", *options, self.url, refspec, env=remote_env())
+        except git.GitCommandError as exc:
+            if any(marker in _stderr(exc) for marker in _RACE_MARKERS):
+                return False
+            raise GitopsError(
+                f"cannot push to {self.shown_url}: {_stderr(exc)}; nothing was published, "
+                "the local cache is unchanged and the next run publishes everything again"
+            ) from None
+        return True
+
     def publish(self, changes: list[EnvironmentChange], base: str | None) -> PublishResult:
         """Commit each change on top of the previous one and push; on a rejected push,
-        fetch and replay the same changes onto the new remote head (bounded retries)."""
-        result = PublishResult()
+        fetch and replay the same changes onto the new remote head (bounded retries).
+
+        The tracking ref moves only after a push succeeds, so a failure leaves the cache as
+        it was: the next run fetches and rebuilds the same commits."""
+        result = PublishResult(head=base)
         for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
             result.attempts = attempt
             head = base
@@ -192,20 +313,85 @@ class GitopsRepository:
                     commits[change.environment] = commit
                     head = commit
             if not commits:
+                result.head = base
                 return result
-            try:
-                self.repo.git.push("--quiet", self.url, f"{head}:refs/heads/{self.branch}")
-            except git.GitCommandError as exc:
-                message = _stderr(exc)
-                if "non-fast-forward" in message or "fetch first" in message or "rejected" in message:
-                    base = self.fetch()
-                    continue
-                raise GitopsError(f"cannot push to {self.url}: {message}") from None
+            if not self._push(f"{head}:refs/heads/{self.branch}"):
+                _backoff(attempt)
+                base = self.fetch()
+                continue
             self.repo.git.update_ref(self.tracking_ref, head)
             result.commits = commits
             result.pushed = True
+            result.head = head
             return result
-        raise GitopsError(f"push to {self.url} was rejected {MAX_PUSH_ATTEMPTS} times; another writer keeps moving {self.branch}")
+        raise GitopsError(
+            f"push to {self.shown_url} was rejected {MAX_PUSH_ATTEMPTS} times; another writer keeps moving {self.branch}"
+        )
+
+    def _branch_is_current(self, head: str, base: str | None, change: EnvironmentChange) -> bool:
+        """True when the review branch already is one chainops commit holding exactly `change`
+        on top of a commit the target branch still contains (so it merges cleanly)."""
+        parents = self.parents(head)
+        if len(parents) != 1 or base is None:
+            return False
+        if not self.is_ancestor(parents[0], base):
+            return False
+        wanted = {path: git_blob_id(data) for path, data in change.files.items()}
+        return self.tree_entries(head, change.prefixes) == wanted
+
+    def parents(self, commit: str) -> list[str]:
+        return self.repo.git.rev_list("--parents", "-n", "1", commit).split()[1:]
+
+    def is_ancestor(self, commit: str, of: str) -> bool:
+        """True when `commit` is `of` or one of its ancestors."""
+        if commit == of:
+            return True
+        try:
+            self.repo.git.merge_base("--is-ancestor", commit, of)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def pending_review(self, environment: str, base: str | None, prefixes: tuple[str, ...]) -> str | None:
+        """The head of `chainops/<env>` when it holds a pending change on top of the target's
+        current state of these paths (so the next compile starts from it), else None."""
+        if base is None:
+            return None
+        head = self.fetch_branch(review_branch(environment))
+        if head is None:
+            return None
+        parents = self.parents(head)
+        if len(parents) != 1 or not self.is_ancestor(parents[0], base):
+            return None
+        if self.tree_entries(parents[0], prefixes) != self.tree_entries(base, prefixes):
+            return None  # the target moved for this environment since: start from the target
+        return head
+
+    def publish_review_branch(self, change: EnvironmentChange, base: str | None) -> BranchResult:
+        """Push `change` as one commit on top of the target branch to `chainops/<env>`.
+
+        The branch belongs to chainops: it is rebuilt from the target when it is stale and
+        force-pushed with a lease, so a concurrent writer is detected, never overwritten
+        blindly. A branch that already holds exactly this change is left alone (no commit)."""
+        branch = review_branch(change.environment)
+        for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
+            if attempt > 1:
+                base = self.fetch()
+            head = self.fetch_branch(branch)
+            if not self.differs(base, change):
+                return BranchResult(branch, None, False, attempt)
+            if head is not None and self._branch_is_current(head, base, change):
+                return BranchResult(branch, head, False, attempt)
+            commit = self._commit_change(base, change)
+            if commit is None:  # pragma: no cover - differs() said otherwise
+                raise GitopsError(f"{branch}: nothing to commit")
+            lease = f"--force-with-lease=refs/heads/{branch}:{head or ''}"
+            if not self._push(f"{commit}:refs/heads/{branch}", lease):  # no "+": it would override the lease
+                _backoff(attempt)
+                continue
+            self.repo.git.update_ref(f"refs/remotes/origin/{branch}", commit)
+            return BranchResult(branch, commit, True, attempt)
+        raise GitopsError(f"push of {branch} to {self.shown_url} was rejected {MAX_PUSH_ATTEMPTS} times")
 
 
 class _temporary_index:
@@ -235,9 +421,14 @@ def _author_env() -> dict[str, str]:
     }
 
 
+def _backoff(attempt: int) -> None:
+    """Jittered pause so racing writers stop retrying in lockstep."""
+    time.sleep(random.uniform(0, RETRY_BASE_DELAY * (2 ** min(attempt, 5))))
+
+
 def _stderr(exc: git.GitCommandError) -> str:
     text = (exc.stderr or str(exc)).strip().replace("\n", " ")
-    return text.removeprefix("stderr: ").strip("' ")
+    return redact(text.removeprefix("stderr: ").strip("' "))
 
 
 def iter_history(url: str, branch: str) -> Iterator[str]:

@@ -2,6 +2,14 @@
 
 Private material only lives in memory. Between Dagster assets it travels as an age
 ciphertext for the pipeline's own identity (`PrivateBundle`), never as plaintext.
+In the GitOps repository it is kept twice, both sealed: in the cluster's Secrets
+(for the nodes) and in the key escrow `rendered/<env>/keys.escrow.age` (for chainops
+itself: an age file for the pipeline identity only, so keys can be recovered even
+when the cluster's sealing is one-way, as with SealedSecrets).
+
+Optional development mode: with `keys: {source: mnemonic}` and `CHAINOPS_MNEMONIC`,
+new keys derive from a BIP-39 mnemonic along the BIP-32/44 paths of
+:func:`derivation_paths`, so a dev network can be recreated from nothing.
 """
 
 from __future__ import annotations
@@ -9,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import coincurve
 import pyrage
+from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from eth_hash.auto import keccak
 from eth_keyfile import create_keyfile_json
 from eth_utils import to_checksum_address
@@ -21,6 +32,13 @@ from eth_utils import to_checksum_address
 from pipelines.lib.config import EnvironmentConfig
 
 P2P_PORT = 30303
+ESCROW_FILE = "keys.escrow.age"
+ESCROW_VERSION = 1
+MNEMONIC_ENV = "CHAINOPS_MNEMONIC"
+ROTATABLE_ROLES = ("rpc", "bootnode")
+# BIP-44 "account" level per kind of key (m/44'/60'/<account>'/0/<index>). Generated accounts
+# use account 0', so wallets that import the mnemonic (MetaMask and friends) list them first.
+HD_ACCOUNT_BY_ROLE = {"account": 0, "validator": 1, "rpc": 2, "bootnode": 3}
 # Keystores sit in the same sealed Secret as their password, so the KDF protects little;
 # geth's "light" scrypt N keeps pod start-up and compile time low.
 KEYSTORE_SCRYPT_N = 4096
@@ -77,6 +95,7 @@ class KeySet:
     accounts: tuple[AccountIdentity, ...]
     sealed_private: bytes = field(repr=False)
     generated: tuple[str, ...] = ()
+    rotated: tuple[str, ...] = ()
 
     @property
     def validators(self) -> tuple[NodeIdentity, ...]:
@@ -120,22 +139,58 @@ def needs_keystore(config: EnvironmentConfig, role: str) -> bool:
     return config.spec.network.client == "geth" and role == "validator"
 
 
-def _fresh_material(with_keystore: bool) -> PrivateKeyMaterial:
-    private_key = generate_private_key()
+KeyDeriver = Callable[[str], bytes | None]  # name -> private key, None when not derivable
+
+
+def _material(private_key: bytes, with_keystore: bool) -> PrivateKeyMaterial:
     if not with_keystore:
         return PrivateKeyMaterial(private_key.hex())
     keystore, password = make_keystore(private_key)
     return PrivateKeyMaterial(private_key.hex(), keystore, password)
 
 
+def _new_material(name: str, with_keystore: bool, derive: KeyDeriver | None) -> PrivateKeyMaterial:
+    """A key for a new node/account: from the mnemonic in development mode, else the CSPRNG."""
+    derived = derive(name) if derive else None
+    return _material(derived if derived is not None else generate_private_key(), with_keystore)
+
+
 def _check_matches(name: str, material: PrivateKeyMaterial, locked_address: str) -> bytes:
     public = public_key_of(bytes.fromhex(material.private_key))
     if address_of_public_key(public).lower() != locked_address.lower():
         raise KeyPolicyError(
-            f"{name}: the key in its committed Secret does not match address {locked_address} in network.lock.json; "
-            "refusing to continue (restore the Secret or reset the environment explicitly)"
+            f"{name}: the key chainops holds for it (escrow or committed Secret) does not match address "
+            f"{locked_address} in network.lock.json; refusing to continue (restore the escrow or the Secret, "
+            "or reset the environment explicitly)"
         )
     return public
+
+
+def check_rotation(config: EnvironmentConfig, lock: dict | None, rotate: Collection[str]) -> None:
+    """Only p2p keys of non-validators rotate; a validator's key is its consensus identity."""
+    if not rotate:
+        return
+    locked = {n["name"]: n for n in (lock or {}).get("nodes", [])}
+    if not locked:
+        raise KeyPolicyError(f"{config.name}: nothing to rotate; the environment has not been compiled yet")
+    for name in sorted(rotate):
+        node = locked.get(name)
+        if node is None:
+            raise KeyPolicyError(
+                f"{config.name}: no node {name!r} in network.lock.json; nodes: {', '.join(sorted(locked))}"
+            )
+        if node.get("role") == "validator":
+            raise KeyPolicyError(
+                f"{config.name}: {name} is a validator; its node key is also its consensus signing key "
+                f"({node.get('address')}), part of the validator set every node checks blocks against. "
+                "Replacing it is a validator change that needs consensus votes: add a new validator node, vote it "
+                "in on more than half of the current validators, then vote the old one out and remove it. "
+                f"`chainops keys rotate` only rotates p2p keys of {' and '.join(ROTATABLE_ROLES)} nodes"
+            )
+        if node.get("role") not in ROTATABLE_ROLES:
+            raise KeyPolicyError(f"{config.name}: {name} has role {node.get('role')!r}; only {', '.join(ROTATABLE_ROLES)} rotate")
+        if name not in {n for n, _ in desired_nodes(config)}:
+            raise KeyPolicyError(f"{config.name}: {name} is no longer in {config.source_path}; compile to remove it instead")
 
 
 def plan_keys(
@@ -144,12 +199,18 @@ def plan_keys(
     existing: dict[str, PrivateKeyMaterial],
     recipient: str,
     shared: dict[str, PrivateKeyMaterial] | None = None,
+    *,
+    rotate: Collection[str] = (),
+    derive: KeyDeriver | None = None,
 ) -> KeySet:
     """Reuse every locked identity, generate keys only for new nodes and accounts.
 
-    `existing` maps node/account names to private material recovered from the committed
-    sealed Secrets. A locked identity without its key is an error, never a regeneration.
+    `existing` maps node/account names to private material recovered from the key
+    escrow or the committed sealed Secrets. A locked identity without its key is an
+    error, never a regeneration. Nodes named in `rotate` (non-validators only) get a
+    new CSPRNG key; `derive` (development mode) supplies keys for new names.
     """
+    check_rotation(config, lock, rotate)
     locked_nodes = {n["name"]: n for n in (lock or {}).get("nodes", [])}
     locked_accounts = {a["name"]: a for a in (lock or {}).get("accounts", []) if a.get("name")}
     privates: dict[str, PrivateKeyMaterial] = dict(shared or {})
@@ -157,19 +218,17 @@ def plan_keys(
     nodes: list[NodeIdentity] = []
     for name, role in desired_nodes(config):
         locked = locked_nodes.get(name)
-        if locked and locked.get("role") == role:
-            if name not in existing:
-                raise KeyPolicyError(
-                    f"{name}: network.lock.json locks {locked['address']} but its Secret is missing from the "
-                    "GitOps repository; refusing to generate a new key"
-                )
-            material = existing[name]
+        if name in rotate:
+            material = _material(generate_private_key(), needs_keystore(config, role))
+            public = public_key_of(bytes.fromhex(material.private_key))
+            generated.append(name)
+        elif locked and locked.get("role") == role:
+            material = _locked_material(name, locked, existing)
             public = _check_matches(name, material, locked["address"])
             if needs_keystore(config, role) and material.keystore_json is None:
-                keystore, password = make_keystore(bytes.fromhex(material.private_key))
-                material = PrivateKeyMaterial(material.private_key, keystore, password)
+                material = _material(bytes.fromhex(material.private_key), True)
         else:
-            material = _fresh_material(needs_keystore(config, role))
+            material = _new_material(name, needs_keystore(config, role), derive)
             public = public_key_of(bytes.fromhex(material.private_key))
             generated.append(name)
         privates[name] = material
@@ -181,20 +240,36 @@ def plan_keys(
         key = f"account/{spec.name}"
         locked = locked_accounts.get(spec.name)
         if locked:
-            if key not in existing:
-                raise KeyPolicyError(
-                    f"account {spec.name}: network.lock.json locks {locked['address']} but its Secret is missing; "
-                    "refusing to generate a new key"
-                )
-            material = existing[key]
+            material = _locked_material(f"account {spec.name}", locked, existing, key)
             public = _check_matches(f"account {spec.name}", material, locked["address"])
+            if material.keystore_json is None:
+                material = _material(bytes.fromhex(material.private_key), True)
         else:
-            material = _fresh_material(True)
+            material = _new_material(key, True, derive)
             public = public_key_of(bytes.fromhex(material.private_key))
             generated.append(key)
         privates[key] = material
         accounts.append(AccountIdentity(spec.name, address_of_public_key(public)))
-    return KeySet(tuple(nodes), tuple(accounts), seal_private_bundle(privates, recipient), tuple(generated))
+    return KeySet(
+        tuple(nodes),
+        tuple(accounts),
+        seal_private_bundle(privates, recipient),
+        tuple(generated),
+        tuple(sorted(rotate)),
+    )
+
+
+def _locked_material(
+    label: str, locked: Mapping[str, str], existing: Mapping[str, PrivateKeyMaterial], key: str | None = None
+) -> PrivateKeyMaterial:
+    material = existing.get(key or label)
+    if material is None:
+        raise KeyPolicyError(
+            f"{label}: network.lock.json locks {locked['address']} but chainops holds no private key for it "
+            f"(neither in {ESCROW_FILE} nor in a committed Secret it can read); refusing to generate a new key. "
+            "Restore the file from Git history or reset the environment explicitly"
+        )
+    return material
 
 
 def derive_shared_secret(identity_secret: str, environment: str, purpose: str) -> str:
@@ -218,3 +293,129 @@ def seal_private_bundle(privates: dict[str, PrivateKeyMaterial], recipient: str)
 def open_private_bundle(sealed: bytes, identity: pyrage.x25519.Identity) -> dict[str, PrivateKeyMaterial]:
     payload = json.loads(pyrage.decrypt(sealed, [identity]))
     return {name: PrivateKeyMaterial(*fields) for name, fields in payload.items()}
+
+
+# -- key escrow ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SealedFileRecord:
+    """What chainops sealed into one committed file: its git blob id and plaintext fingerprint."""
+
+    blob: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Escrow:
+    """The decrypted escrow: private material by name, and the index of sealed files."""
+
+    keys: dict[str, PrivateKeyMaterial] = field(repr=False)
+    sealed: dict[str, SealedFileRecord] = field(default_factory=dict)
+
+
+def escrow_payload(environment: str, escrow: Escrow) -> bytes:
+    """Canonical JSON, so an unchanged escrow compares equal byte for byte."""
+    document = {
+        "version": ESCROW_VERSION,
+        "environment": environment,
+        "keys": {
+            name: {k: v for k, v in (("privateKey", m.private_key), ("keystore", m.keystore_json), ("password", m.password)) if v is not None}
+            for name, m in sorted(escrow.keys.items())
+        },
+        "sealed": {path: {"blob": r.blob, "fingerprint": r.fingerprint} for path, r in sorted(escrow.sealed.items())},
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def parse_escrow_payload(payload: bytes, environment: str) -> Escrow:
+    try:
+        document = json.loads(payload)
+        if document.get("version") != ESCROW_VERSION or document.get("environment") != environment:
+            raise ValueError("version or environment")
+        keys = {
+            name: PrivateKeyMaterial(entry["privateKey"], entry.get("keystore"), entry.get("password"))
+            for name, entry in document["keys"].items()
+        }
+        for material in keys.values():
+            if len(bytes.fromhex(material.private_key)) != 32:
+                raise ValueError("key length")
+        sealed = {path: SealedFileRecord(r["blob"], r["fingerprint"]) for path, r in document.get("sealed", {}).items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        # Never echo the payload: it is the plaintext of every key.
+        raise KeyPolicyError(f"{ESCROW_FILE} of {environment}: not a chainops v{ESCROW_VERSION} escrow for this environment") from None
+    return Escrow(keys, sealed)
+
+
+def seal_escrow(environment: str, escrow: Escrow, recipient: str, previous: bytes | None = None,
+                identity: pyrage.x25519.Identity | None = None) -> bytes:
+    """Armored age ciphertext for the pipeline identity only.
+
+    age output is random, so the committed bytes are kept when they already decrypt to
+    the same payload: re-runs with nothing changed stay byte-identical.
+    """
+    payload = escrow_payload(environment, escrow)
+    if previous is not None and identity is not None:
+        try:
+            if pyrage.decrypt(previous, [identity]) == payload:
+                return previous
+        except Exception:  # pyrage.DecryptError and friends: write a fresh one
+            pass
+    return pyrage.encrypt(payload, [pyrage.x25519.Recipient.from_str(recipient)], armored=True)
+
+
+def open_escrow(data: bytes, identity: pyrage.x25519.Identity, environment: str) -> Escrow:
+    try:
+        payload = pyrage.decrypt(data, [identity])
+    except Exception:
+        raise KeyPolicyError(
+            f"{ESCROW_FILE} of {environment} cannot be decrypted with the pipeline identity "
+            f"{identity.to_public()}; restore the identity that wrote it (CHAINOPS_HOME/age/identity.txt)"
+        ) from None
+    return parse_escrow_payload(payload, environment)
+
+
+# -- development mode: keys from a mnemonic --------------------------------------------------
+def derivation_paths(config: EnvironmentConfig) -> dict[str, str]:
+    """BIP-32/44 path of every key chainops would derive for the environment.
+
+    m/44'/60'/0'/0/k   k-th named account in `accounts:` (wallets show it as account k+1)
+    m/44'/60'/1'/0/i   validator-i
+    m/44'/60'/2'/0/i   rpc-i
+    m/44'/60'/3'/0/i   bootnode-i
+    """
+    paths: dict[str, str] = {}
+    for name, role in desired_nodes(config):
+        index = int(name.rsplit("-", 1)[1])
+        paths[name] = f"m/44'/60'/{HD_ACCOUNT_BY_ROLE[role]}'/0/{index}"
+    named = [a.name for a in config.spec.accounts if a.name is not None]
+    for index, account in enumerate(named):
+        paths[f"account/{account}"] = f"m/44'/60'/{HD_ACCOUNT_BY_ROLE['account']}'/0/{index}"
+    return paths
+
+
+def mnemonic_deriver(config: EnvironmentConfig, mnemonic: str | None = None) -> KeyDeriver | None:
+    """The key source for `keys: {source: mnemonic}`; None for generated keys.
+
+    The mnemonic comes from the argument or the CHAINOPS_MNEMONIC variable. It is never
+    echoed: a bad one gets an error that names the variable, not the words.
+    """
+    if config.spec.keys.source != "mnemonic":
+        return None
+    if config.spec.production:
+        raise KeyPolicyError(f"{config.source_path}: keys.source: mnemonic is refused for production: true environments")
+    words = mnemonic if mnemonic is not None else os.environ.get(MNEMONIC_ENV)
+    if not words or not words.strip():
+        raise KeyPolicyError(
+            f"{config.source_path}: keys.source: mnemonic needs the {MNEMONIC_ENV} environment variable "
+            "(a BIP-39 mnemonic); it is not set"
+        )
+    try:
+        seed = seed_from_mnemonic(" ".join(words.split()), "")
+    except Exception:
+        raise KeyPolicyError(f"{MNEMONIC_ENV} is not a valid BIP-39 mnemonic (its words are not shown)") from None
+    paths = derivation_paths(config)
+
+    def derive(name: str) -> bytes | None:
+        path = paths.get(name)
+        return key_from_seed(seed, path) if path else None
+
+    return derive

@@ -127,13 +127,26 @@ def load_chart(path: Path) -> Chart:
     )
 
 
+# Values under these keys hold private material: their errors never echo the value.
+SENSITIVE_VALUE_KEYS = frozenset({"secret", "secrets"})
+
+
+def value_path(parts: Any) -> str:
+    """`values.groups[0].replicas`: the value path an error names."""
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+    return "values" + path if path else "values.(root)"
+
+
+def _value_message(error: jsonschema.ValidationError) -> str:
+    if SENSITIVE_VALUE_KEYS & {p for p in error.absolute_path if isinstance(p, str)}:
+        return f"invalid value ({error.validator} {error.validator_value!r} not satisfied; value not shown)"
+    return error.message
+
+
 def validate_values(chart: Chart, values: Mapping[str, Any]) -> None:
-    errors = sorted(chart.validator.iter_errors(values), key=lambda e: list(e.absolute_path))
+    errors = sorted(chart.validator.iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        lines = [
-            f"chart {chart.name}: values.{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
-            for e in errors
-        ]
+        lines = [f"chart {chart.name}: {value_path(e.absolute_path)}: {_value_message(e)}" for e in errors]
         raise RenderError("\n".join(lines))
 
 

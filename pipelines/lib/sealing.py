@@ -24,12 +24,22 @@ Why things are done the way they are (all verified against sops 3.11.0):
   ``lastmodified`` timestamp), so :meth:`SopsSealer.seal` keeps the committed
   ciphertext when it still decrypts to the same document for the same
   recipients; that keeps re-runs byte-identical.
+* Decrypting every committed Secret on every run costs one sops process each.
+  A :class:`SealRequest` may carry the *fingerprint* (a keyed HMAC of the
+  plaintext and the sealing parameters) that chainops recorded for exactly the
+  committed bytes; when it equals the fingerprint of what would be written, the
+  committed bytes are kept without running sops at all.
+
+All providers (:class:`SopsSealer`, :class:`PlaintextSealer` and
+``sealed_secrets.SealedSecretsSealer``) implement the :class:`Sealer` protocol.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -42,18 +52,27 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyrage
 import yaml
 
+from pipelines.lib.manifests import dump_yaml
+
 __all__ = [
     "ENCRYPTED_REGEX",
+    "PLAINTEXT_ANNOTATION",
     "AgeIdentity",
+    "PlaintextSealer",
+    "SealRequest",
+    "Sealer",
     "SealingError",
     "SopsSealer",
+    "content_fingerprint",
+    "is_plaintext_secret",
     "is_sops_encrypted",
     "sops_binary",
     "sops_config_yaml",
@@ -61,6 +80,9 @@ __all__ = [
 
 ENCRYPTED_REGEX = "^(data|stringData)$"
 SECRET_FIELDS = ("data", "stringData")
+# Marks a Secret committed in plaintext (provider `plaintext`) so reviews and checks can flag it.
+PLAINTEXT_ANNOTATION = "chainops.io/plaintext-secret"
+FINGERPRINT_PREFIX = "hmac-sha256:"
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -422,6 +444,96 @@ def _safe_stderr(stderr: bytes, sensitive: Sequence[str]) -> str:
     return text or "<no stderr>"
 
 
+# --------------------------------------------------------------------------- interface
+
+
+@dataclass(frozen=True)
+class SealRequest:
+    """One Secret to seal, with what the repository holds for it.
+
+    ``known_fingerprint`` is the fingerprint chainops recorded for exactly the bytes
+    in ``existing`` (from the key escrow's index); None when unknown.
+    """
+
+    secret: dict = dc_field(repr=False)
+    existing: bytes | None = dc_field(default=None, repr=False)
+    known_fingerprint: str | None = None
+
+
+class Sealer(Protocol):
+    """What the compiler needs from a sealing provider."""
+
+    provider: str
+    output_kind: str  # kind of the committed object: "Secret" or "SealedSecret"
+
+    def fingerprint(self, secret: Mapping[str, Any]) -> str:
+        """Keyed HMAC of the plaintext and the sealing parameters (safe to store)."""
+        ...
+
+    def seal_requests(self, requests: Sequence[SealRequest]) -> list[bytes]:
+        """Committed bytes for each request, keeping ``existing`` when it already fits."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def content_fingerprint(key: bytes, provider: str, parameters: Any, secret: Mapping[str, Any]) -> str:
+    """HMAC-SHA256 over the canonical plaintext and what it is sealed for.
+
+    Keyed by a pipeline secret, so the value reveals nothing about the plaintext
+    (not even equality with a guessed value) to anyone without that secret.
+    """
+    if len(key) < 16:
+        raise SealingError("fingerprint key must be at least 16 bytes")
+    message = _canonical_json({"parameters": parameters, "provider": provider, "secret": secret})
+    return FINGERPRINT_PREFIX + hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def fingerprints_equal(known: str | None, wanted: str) -> bool:
+    return known is not None and hmac.compare_digest(known.encode(), wanted.encode())
+
+
+def is_plaintext_secret(doc_bytes: bytes) -> bool:
+    """True for a committed Secret that is readable as it is (no SOPS, not a SealedSecret)."""
+    document = _load_yaml(doc_bytes)
+    if not isinstance(document, dict) or document.get("kind") != "Secret":
+        return False
+    return not _document_sealed(document)
+
+
+class PlaintextSealer:
+    """Provider ``plaintext``: writes the Secret as it is, marked with an annotation.
+
+    Only for local clusters (config refuses it without ``allowPlaintextSecrets``).
+    The output is deterministic, so re-runs are byte-identical without any check.
+    """
+
+    provider = "plaintext"
+    output_kind = "Secret"
+
+    def __init__(self, fingerprint_key: bytes) -> None:
+        self._key = fingerprint_key
+
+    def fingerprint(self, secret: Mapping[str, Any]) -> str:
+        return content_fingerprint(self._key, self.provider, {}, secret)
+
+    def seal(self, secret: dict) -> bytes:
+        _validate_secret(secret)
+        metadata = dict(secret.get("metadata") or {})
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), PLAINTEXT_ANNOTATION: "true"}
+        # manifests.dump_yaml quotes strings that Go's YAML 1.2 would read as numbers.
+        return dump_yaml({**secret, "metadata": metadata}).encode()
+
+    def seal_requests(self, requests: Sequence[SealRequest]) -> list[bytes]:
+        return [self.seal(r.secret) for r in requests]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return "PlaintextSealer(<key redacted>)"
+
+
 # --------------------------------------------------------------------------- sealer
 
 
@@ -438,11 +550,13 @@ class SopsSealer:
         extra_recipients: Sequence[str] = (),
         *,
         max_workers: int | None = None,
+        fingerprint_key: bytes | None = None,
     ) -> None:
         self.identity = identity
         self.recipients: tuple[str, ...] = _validated_recipients(
             [identity.recipient, *extra_recipients]
         )
+        self._fingerprint_key = fingerprint_key
         self._max_workers = max_workers or min(32, (os.cpu_count() or 2) * 2)
         self._sandbox = Path(tempfile.mkdtemp(prefix="chainops-sops-"))
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._sandbox, True)
@@ -461,7 +575,41 @@ class SopsSealer:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
+    def __repr__(self) -> str:
+        return f"SopsSealer(recipients={list(self.recipients)!r})"
+
     # -- public API
+
+    provider = "sops"
+    output_kind = "Secret"
+
+    def fingerprint(self, secret: Mapping[str, Any]) -> str:
+        """Covers the recipients and encrypted_regex too: a new recipient re-seals."""
+        if self._fingerprint_key is None:
+            raise SealingError("this SopsSealer was created without a fingerprint key")
+        parameters = {"encrypted_regex": ENCRYPTED_REGEX, "recipients": list(self.recipients)}
+        return content_fingerprint(self._fingerprint_key, self.provider, parameters, secret)
+
+    def seal_requests(self, requests: Sequence[SealRequest]) -> list[bytes]:
+        """:meth:`seal_many`, except that a committed file whose recorded fingerprint
+        equals the wanted one is kept without running sops (no decryption needed)."""
+        results: list[bytes | None] = []
+        slow: list[int] = []
+        for index, request in enumerate(requests):
+            if (
+                request.existing is not None
+                and self._fingerprint_key is not None
+                and fingerprints_equal(request.known_fingerprint, self.fingerprint(request.secret))
+                and is_sops_encrypted(request.existing)
+            ):
+                results.append(request.existing)
+            else:
+                results.append(None)
+                slow.append(index)
+        sealed = self.seal_many([(requests[i].secret, requests[i].existing) for i in slow])
+        for index, data in zip(slow, sealed):
+            results[index] = data
+        return [r for r in results if r is not None]
 
     def seal(self, secret: dict, existing: bytes | None = None) -> bytes:
         """Sealed YAML for ``secret``; ``existing`` is returned unchanged when it

@@ -2,28 +2,54 @@
 
 Outputs hold public data only: KeySet carries private keys solely as an age ciphertext
 for the pipeline's identity, and rendered files hold sealed Secrets.
-"""
 
+Backfill policy: one run per environment. The assets set no `backfill_policy`, which
+is Dagster's documented default of one run per partition (`BackfillPolicy.multi_run(1)`
+is still beta in 1.13). Each run compiles and publishes exactly one environment, so a
+failing environment (a bad file, a guarded genesis change) fails alone, its blocking
+checks and run tags are its own, and a retry re-runs only it. Runs compute in parallel;
+only `gitops_commit` is serialized, by the concurrency pool `gitops_publish` (limit 1,
+see deploy/dagster.yaml).
+"""
 
 import dagster as dg
 
 from pipelines.defs.partitions import environments_partitions
 from pipelines.defs.resources.chainops import ChainopsResource
-from pipelines.lib import compiler
+from pipelines.lib import compiler, publish, review
 from pipelines.lib.config import ConfigError, EnvironmentConfig, load_environment
+from pipelines.lib.forges import ForgeError
+from pipelines.lib.genesis import GenesisError
+from pipelines.lib.gitops import GitopsError
 from pipelines.lib.keys import KeyPolicyError, KeySet
+from pipelines.lib.render import RenderError
+from pipelines.lib.sealing import SealingError
 
 OWNERS = ["team:platform"]
 GROUP = "chainops"
 PUBLISH_POOL = "gitops_publish"
+ENVIRONMENT_TAG = "chainops/environment"
+PROFILE_TAG = "chainops/profile"
+ALLOW_GENESIS_CHANGE_TAG = "chainops/allow-genesis-change"
+
+_COMMON = {
+    "partitions_def": environments_partitions,
+    "group_name": GROUP,
+    "owners": OWNERS,
+}
+
+
+def genesis_change_allowed(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> bool:
+    return context.run.tags.get(ALLOW_GENESIS_CHANGE_TAG) == "true"
 
 
 @dg.asset(
-    partitions_def=environments_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
+    **_COMMON,
     kinds={"yaml"},
-    description="The validated environment file (environments/<env>.yaml).",
+    description=(
+        "The validated environment file `environments/<env>.yaml` (chainops/v1). Also tags the run with "
+        "`chainops/environment` and `chainops/profile`, whichever way it was launched."
+    ),
 )
 def environment_config(context: dg.AssetExecutionContext, chainops: ChainopsResource) -> EnvironmentConfig:
     settings = chainops.settings()
@@ -32,12 +58,14 @@ def environment_config(context: dg.AssetExecutionContext, chainops: ChainopsReso
         config = load_environment(path)
     except ConfigError as exc:
         raise dg.Failure(description=str(exc)) from None
+    context.instance.add_run_tags(context.run.run_id, {ENVIRONMENT_TAG: config.name, PROFILE_TAG: config.profile.name})
     context.add_output_metadata(
         {
             "profile": config.profile.name,
             "legacy": config.profile.legacy,
             "chain_id": config.spec.network.chainId,
             "validators": config.spec.nodes.validators,
+            "review": chainops.review(config),
             "source": dg.MetadataValue.path(str(path)),
         }
     )
@@ -45,10 +73,11 @@ def environment_config(context: dg.AssetExecutionContext, chainops: ChainopsReso
 
 
 @dg.asset(
-    partitions_def=environments_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    description="Node and account identities: locked ones reused, new ones generated once (public data only).",
+    **_COMMON,
+    description=(
+        "Node and account identities: locked ones are reused (decrypted from the committed sealed Secrets), "
+        "new ones generated once. Private keys travel only as an age ciphertext for the pipeline identity."
+    ),
 )
 def node_keys(
     context: dg.AssetExecutionContext, chainops: ChainopsResource, environment_config: EnvironmentConfig
@@ -69,15 +98,22 @@ def node_keys(
 
 
 @dg.asset(
-    partitions_def=environments_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    description="The genesis block the nodes load, with its block hash.",
+    **_COMMON,
+    description="The genesis block the nodes load and its block hash; a locked environment keeps its genesis validators.",
 )
 def genesis(
-    context: dg.AssetExecutionContext, environment_config: EnvironmentConfig, node_keys: KeySet
+    context: dg.AssetExecutionContext,
+    chainops: ChainopsResource,
+    environment_config: EnvironmentConfig,
+    node_keys: KeySet,
 ) -> compiler.GenesisResult:
-    result = compiler.compute_genesis(environment_config, node_keys)
+    existing = chainops.existing(environment_config.name)
+    try:
+        result = compiler.compute_genesis(
+            environment_config, node_keys, existing=existing, allow_change=genesis_change_allowed(context)
+        )
+    except (compiler.GuardError, GenesisError) as exc:
+        raise dg.Failure(description=str(exc)) from None
     context.add_output_metadata(
         {
             "genesis_hash": result.block_hash,
@@ -89,10 +125,8 @@ def genesis(
 
 
 @dg.asset(
-    partitions_def=environments_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    description="Plain Kubernetes manifests: rendered charts, sealed Secrets, lock, genesis, kustomization.",
+    **_COMMON,
+    description="Plain Kubernetes manifests: rendered charts, sealed Secrets, network.lock.json, genesis.json, kustomization.",
 )
 def rendered_manifests(
     context: dg.AssetExecutionContext,
@@ -102,7 +136,12 @@ def rendered_manifests(
     genesis: compiler.GenesisResult,
 ) -> compiler.CompiledEnvironment:
     existing = chainops.existing(environment_config.name)
-    compiled = compiler.render_environment(environment_config, node_keys, genesis, existing, chainops.compile_context())
+    try:
+        compiled = compiler.render_environment(
+            environment_config, node_keys, genesis, existing, chainops.compile_context()
+        )
+    except (compiler.GuardError, compiler.ManifestValidationError, RenderError, SealingError) as exc:
+        raise dg.Failure(description=str(exc)) from None
     context.add_output_metadata(
         {
             "genesis_hash": compiled.genesis_hash,
@@ -115,11 +154,14 @@ def rendered_manifests(
 
 
 @dg.asset(
-    partitions_def=environments_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
+    **_COMMON,
     pool=PUBLISH_POOL,
-    description="The environment's commit in the GitOps repository (none when nothing changed).",
+    description=(
+        "The environment's commit in the GitOps repository (none when nothing changed): pushed to the branch "
+        "(review: direct) or to chainops/<env> with one pull/merge request (review: pull-request); with "
+        "`decommission: true`, the commit that removes its output. Runs only after the blocking checks "
+        "passed, one at a time (pool gitops_publish); a rejected push is replayed."
+    ),
 )
 def gitops_commit(
     context: dg.AssetExecutionContext,
@@ -128,20 +170,34 @@ def gitops_commit(
     rendered_manifests: compiler.CompiledEnvironment,
 ) -> dg.MaterializeResult:
     settings = chainops.settings()
+    review_mode = chainops.review(environment_config)
     source = compiler.source_commit(settings.environments_dir)
-    change = compiler.to_change(rendered_manifests, environment_config.profile.name, source)
-    with chainops.repository() as repo:
-        base = repo.fetch()
-        before = repo.tree_entries(base, change.prefixes)
-        result = repo.publish([change], base)
-    summary = compiler.change_summary(before, rendered_manifests.files)
-    commit = result.commits.get(rendered_manifests.name)
-    return dg.MaterializeResult(
-        metadata={
-            "commit": commit or "unchanged",
-            "genesis_hash": rendered_manifests.genesis_hash,
-            "objects_written": rendered_manifests.object_count,
-            "push_attempts": result.attempts,
-            "summary": dg.MetadataValue.md(summary),
-        }
-    )
+    name = rendered_manifests.name
+    try:
+        forge = chainops.forge() if review_mode == "pull-request" else None
+        with chainops.repository() as repo:
+            base = repo.fetch()
+            if environment_config.spec.decommission:  # remove its output in one reviewed commit
+                item = publish.plan_decommission(repo, base, name, review_mode)
+            else:
+                item = publish.plan_compiled(
+                    repo, base, rendered_manifests, environment_config.profile.name, review_mode, source
+                )
+            outcome = publish.publish_environments(repo, base, [item], forge)[name]
+    except (GitopsError, ForgeError) as exc:
+        raise dg.Failure(description=str(exc)) from None
+    context.log.info(f"{name}: {outcome.describe()}")
+    metadata: dict[str, object] = {
+        "commit": outcome.commit or "unchanged",
+        "status": ("decommissioned: " if environment_config.spec.decommission else "") + outcome.describe(),
+        "review": review_mode,
+        "branch": outcome.branch or settings.branch,
+        "headline": outcome.summary.headline(),
+        "genesis_hash": rendered_manifests.genesis_hash,
+        "validator_count": len(rendered_manifests.validators),
+        "objects_written": rendered_manifests.object_count,
+        "summary": dg.MetadataValue.md(review.render_summary(outcome.summary)),
+    }
+    if outcome.request is not None:
+        metadata["pull_request"] = dg.MetadataValue.url(outcome.request.url)
+    return dg.MaterializeResult(metadata=metadata)

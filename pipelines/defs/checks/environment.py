@@ -1,7 +1,13 @@
-"""Asset checks. The blocking ones guard the commit: gitops_commit does not run when they fail."""
+"""Asset checks. The blocking ones guard the commit: gitops_commit does not run when they fail.
 
+Blocking: config_valid, genesis_lock, manifests_valid, no_plaintext_secrets.
+Not blocking: render_deterministic (a nondeterministic render is a bug that makes churn
+commits, not an unsafe commit; it shows as a failed check in the UI).
+"""
 
+import base64
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -9,26 +15,57 @@ import dagster as dg
 from pipelines.defs.assets.environment import (
     environment_config,
     genesis,
+    genesis_change_allowed,
     rendered_manifests,
 )
 from pipelines.defs.partitions import environments_partitions
 from pipelines.defs.resources.chainops import ChainopsResource
 from pipelines.lib import compiler
-from pipelines.lib.config import ConfigError, EnvironmentConfig, load_all
-from pipelines.lib.keys import KeySet
+from pipelines.lib.config import ConfigError, EnvironmentConfig, environment_files, load_all
+from pipelines.lib.keys import KeySet, PrivateKeyMaterial, open_private_bundle
 from pipelines.lib.manifests import ManifestError, kustomize_build, validator_for
 from pipelines.lib.sealing import is_sops_encrypted
 
-ALLOW_GENESIS_CHANGE_TAG = "chainops/allow-genesis-change"
+BLOCKING_CHECKS = ("config_valid", "genesis_lock", "manifests_valid", "no_plaintext_secrets")
 
 
-@dg.asset_check(asset=environment_config, blocking=True, partitions_def=environments_partitions, description="All environment files valid, chainIds and namespaces unique.")
-def config_valid(context: dg.AssetCheckExecutionContext, chainops: ChainopsResource) -> dg.AssetCheckResult:
+def _md_list(items: Iterable[str]) -> dg.MetadataValue:
+    lines = [f"- {item}" for item in items]
+    return dg.MetadataValue.md("\n".join(lines) or "none")
+
+
+def problems_for(environment: str, directory: Path) -> tuple[list[str], list[str]]:
+    """(problems that involve this environment's file, problems of other files only).
+
+    Cross-file rules (unique chainId and namespace) name both files, so a clash blocks
+    both environments; a broken unrelated file does not block this one."""
     try:
-        configs = load_all(chainops.settings().environments_dir)
+        load_all(directory)
     except ConfigError as exc:
-        return dg.AssetCheckResult(passed=False, metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in exc.problems))})
-    return dg.AssetCheckResult(passed=True, metadata={"environments": len(configs)})
+        problems = list(exc.problems)
+    else:
+        return [], []
+    own_paths = [str(p) for p in environment_files(directory) if p.stem == environment]
+    own = [p for p in problems if any(path in p for path in own_paths)]
+    return own, [p for p in problems if p not in own]
+
+
+@dg.asset_check(
+    asset=environment_config,
+    blocking=True,
+    partitions_def=environments_partitions,
+    description="The environment file is valid, and its chainId and namespace are not used by another file.",
+)
+def config_valid(context: dg.AssetCheckExecutionContext, chainops: ChainopsResource) -> dg.AssetCheckResult:
+    directory = chainops.paths().environments_dir
+    try:
+        own, others = problems_for(context.partition_key, directory)
+    except ConfigError as exc:  # the directory itself is missing
+        own, others = list(exc.problems), []
+    return dg.AssetCheckResult(
+        passed=not own,
+        metadata={"problems": _md_list(own), "other_files_with_problems": _md_list(others)},
+    )
 
 
 @dg.asset_check(
@@ -36,7 +73,7 @@ def config_valid(context: dg.AssetCheckExecutionContext, chainops: ChainopsResou
     blocking=True,
     partitions_def=environments_partitions,
     additional_ins={"environment_config": dg.AssetIn("environment_config")},
-    description="The genesis hash equals the one locked in network.lock.json (unless the run is tagged to allow a reset).",
+    description="The committed genesis (network.lock.json) does not change, unless the run is tagged chainops/allow-genesis-change=true.",
 )
 def genesis_lock(
     context: dg.AssetCheckExecutionContext,
@@ -45,15 +82,21 @@ def genesis_lock(
     environment_config: EnvironmentConfig,
 ) -> dg.AssetCheckResult:
     lock = chainops.existing(environment_config.name).lock
-    allowed = context.run.tags.get(ALLOW_GENESIS_CHANGE_TAG) == "true"
     try:
-        compiler.check_genesis_lock(environment_config, lock, genesis, allowed)
+        compiler.check_genesis_lock(environment_config, lock, genesis, genesis_change_allowed(context))
     except compiler.GuardError as exc:
-        return dg.AssetCheckResult(passed=False, description=str(exc), metadata={"locked": lock["genesisHash"], "computed": genesis.block_hash})
+        return dg.AssetCheckResult(
+            passed=False, description=str(exc), metadata={"locked": lock["genesisHash"], "computed": genesis.block_hash}
+        )
     return dg.AssetCheckResult(passed=True, metadata={"genesis_hash": genesis.block_hash, "locked": bool(lock)})
 
 
-@dg.asset_check(asset=rendered_manifests, blocking=True, partitions_def=environments_partitions, description="Every object validates against the Kubernetes schemas and kubectl kustomize builds the directory.")
+@dg.asset_check(
+    asset=rendered_manifests,
+    blocking=True,
+    partitions_def=environments_partitions,
+    description="Every object validates against the Kubernetes schemas and kubectl kustomize builds the directory.",
+)
 def manifests_valid(rendered_manifests: compiler.CompiledEnvironment) -> dg.AssetCheckResult:
     validator = validator_for()
     problems = []
@@ -71,18 +114,79 @@ def manifests_valid(rendered_manifests: compiler.CompiledEnvironment) -> dg.Asse
             built = ""
     return dg.AssetCheckResult(
         passed=not problems,
-        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"), "built_documents": built.count("\n---\n") + 1 if built else 0},
+        metadata={"problems": _md_list(problems), "built_documents": built.count("\n---\n") + 1 if built else 0},
     )
 
 
-@dg.asset_check(asset=rendered_manifests, blocking=True, partitions_def=environments_partitions, description="No Secret is committed unsealed.")
-def no_plaintext_secrets(rendered_manifests: compiler.CompiledEnvironment) -> dg.AssetCheckResult:
-    unsealed = [
-        path
-        for path, obj in compiler.parse_files(rendered_manifests).items()
-        if obj.get("kind") == "Secret" and not is_sops_encrypted(rendered_manifests.files[path])
-    ]
-    return dg.AssetCheckResult(passed=not unsealed, metadata={"unsealed": dg.MetadataValue.json(unsealed)})
+def _needles(privates: Mapping[str, PrivateKeyMaterial]) -> tuple[set[bytes], set[bytes]]:
+    """(hex needles, searched case-insensitively; exact needles): every private value as it
+    could appear in a file, plain or base64-encoded as Secret data would hold it."""
+    hex_needles: set[bytes] = set()
+    exact: set[bytes] = set()
+    for material in privates.values():
+        key = material.private_key.lower().removeprefix("0x").encode()
+        hex_needles.add(key)
+        exact.update(base64.b64encode(k) for k in (key, b"0x" + key))
+        for value in (material.password, material.keystore_json):
+            if value:
+                exact.update({value.encode(), base64.b64encode(value.encode())})
+    return hex_needles, exact
+
+
+def files_holding_private_material(
+    files: Mapping[str, bytes], privates: Mapping[str, PrivateKeyMaterial], skip: Iterable[str] = ()
+) -> list[str]:
+    """Paths of files that contain a private key, password or keystore (never the values)."""
+    hex_needles, exact = _needles(privates)
+    skipped = set(skip)
+    leaking = []
+    for path, data in sorted(files.items()):
+        if path in skipped:
+            continue
+        lowered = data.lower()
+        if any(n in lowered for n in hex_needles) or any(n in data for n in exact):
+            leaking.append(path)
+    return leaking
+
+
+@dg.asset_check(
+    asset=rendered_manifests,
+    blocking=True,
+    partitions_def=environments_partitions,
+    additional_ins={"environment_config": dg.AssetIn("environment_config"), "node_keys": dg.AssetIn("node_keys")},
+    description=(
+        "No Secret is committed unsealed and no other file holds a private key, keystore or password "
+        "(blocks the commit). An environment that chose provider plaintext with allowPlaintextSecrets: true "
+        "gets a warning instead of a block for its own Secrets."
+    ),
+)
+def no_plaintext_secrets(
+    chainops: ChainopsResource,
+    rendered_manifests: compiler.CompiledEnvironment,
+    environment_config: EnvironmentConfig,
+    node_keys: KeySet,
+) -> dg.AssetCheckResult:
+    plaintext_allowed = environment_config.spec.gitops.secrets.provider == "plaintext"
+    secrets = [p for p, obj in compiler.parse_files(rendered_manifests).items() if obj.get("kind") == "Secret"]
+    unsealed = sorted(p for p in secrets if not is_sops_encrypted(rendered_manifests.files[p]))
+    privates = open_private_bundle(node_keys.sealed_private, compiler.pyrage_identity(chainops.identity()))
+    leaking = files_holding_private_material(rendered_manifests.files, privates, skip=unsealed if plaintext_allowed else ())
+    metadata = {
+        "unsealed_secrets": dg.MetadataValue.json(unsealed),
+        "plaintext_provider": plaintext_allowed,
+        "files_holding_private_material": dg.MetadataValue.json(leaking),
+        "private_values_checked": len(privates),
+    }
+    if leaking or (unsealed and not plaintext_allowed):
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+    if unsealed:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{len(unsealed)} Secrets are committed in plaintext (provider plaintext, allowPlaintextSecrets: true)",
+            metadata=metadata,
+        )
+    return dg.AssetCheckResult(passed=True, metadata=metadata)
 
 
 @dg.asset_check(
@@ -94,7 +198,7 @@ def no_plaintext_secrets(rendered_manifests: compiler.CompiledEnvironment) -> dg
         "node_keys": dg.AssetIn("node_keys"),
         "genesis": dg.AssetIn("genesis"),
     },
-    description="Rendering the same inputs again gives the same bytes.",
+    description="Rendering the same inputs again gives the same bytes (sealed Secrets keep their ciphertext).",
 )
 def render_deterministic(
     chainops: ChainopsResource,
@@ -110,5 +214,7 @@ def render_deterministic(
         compiler.ExistingEnvironment(rendered_manifests.name, dict(rendered_manifests.files)),
         chainops.compile_context(),
     )
-    differing = sorted(p for p in set(again.files) | set(rendered_manifests.files) if again.files.get(p) != rendered_manifests.files.get(p))
+    differing = sorted(
+        p for p in set(again.files) | set(rendered_manifests.files) if again.files.get(p) != rendered_manifests.files.get(p)
+    )
     return dg.AssetCheckResult(passed=not differing, metadata={"differing_files": dg.MetadataValue.json(differing)})

@@ -2,46 +2,95 @@
 
 Unset fields fall back to the same environment variables and embedded defaults as the
 CLI (CHAINOPS_ENVIRONMENTS, CHAINOPS_REPO, CHAINOPS_BRANCH, CHAINOPS_HOME,
-CHAINOPS_CHARTS), so a CLI run and a Dagster run agree.
+CHAINOPS_CHARTS), so a CLI run and a Dagster run agree. The Git token is only ever
+given as `dg.EnvVar("CHAINOPS_GIT_TOKEN")`, so the UI shows the variable's name and
+never its value.
 """
 
-
+import os
 
 import dagster as dg
+from pydantic import Field, field_validator
 
 from pipelines.lib import compiler
-from pipelines.lib.gitops import GitopsRepository
+from pipelines.lib.config import EnvironmentConfig
+from pipelines.lib.forges import FALLBACK_TOKEN_ENV, Forge, ForgeError, ForgeSettings, forge_for
+from pipelines.lib.gitops import TOKEN_ENV, GitopsError, GitopsRepository
 from pipelines.lib.sealing import AgeIdentity
 from pipelines.lib.settings import Settings, resolve_settings
 
+REVIEW_MODES = ("direct", "pull-request")
+
 
 class ChainopsResource(dg.ConfigurableResource):
-    environments_dir: str | None = None
-    repo: str | None = None
-    branch: str | None = None
-    home: str | None = None
-    charts_dir: str | None = None
+    """Configuration of a chainops run; every field is optional (embedded defaults)."""
+
+    environments_dir: str | None = Field(default=None, description="Directory of environment files (CHAINOPS_ENVIRONMENTS, default environments/).")
+    repo: str | None = Field(default=None, description="GitOps repository URL or path (CHAINOPS_REPO, default <home>/gitops.git).")
+    branch: str | None = Field(default=None, description="Branch the cluster syncs (CHAINOPS_BRANCH, default main).")
+    review_mode: str | None = Field(default=None, description="direct | pull-request: overrides every environment's gitops.review; unset = each file decides.")
+    git_token: str | None = Field(default=None, description=f"Token for https remotes; set it only as dg.EnvVar('{TOKEN_ENV}').")
+    charts_dir: str | None = Field(default=None, description="Chart sources (CHAINOPS_CHARTS, default chart_sources/).")
+    home: str | None = Field(default=None, description="chainops home: age identity, caches, embedded repository (CHAINOPS_HOME, default .chainops/).")
+
+    @field_validator("review_mode")
+    @classmethod
+    def _known_review_mode(cls, value: str | None) -> str | None:
+        if value is not None and value not in REVIEW_MODES:
+            raise ValueError(f"review_mode: {value!r} is not allowed; allowed: {', '.join(REVIEW_MODES)}")
+        return value
+
+    def paths(self) -> Settings:
+        """Resolved settings without touching disk or git (what a sensor may use)."""
+        return resolve_settings(self.environments_dir, self.home, self.repo, self.branch, self.charts_dir)
 
     def settings(self) -> Settings:
-        settings = resolve_settings(self.environments_dir, self.home, self.repo, self.branch, self.charts_dir)
+        """Resolved settings, with the home directory and embedded repository created (run workers only)."""
+        settings = self.paths()
         settings.prepare()
         return settings
 
     def repository(self) -> GitopsRepository:
+        """The GitOps repository. git reads CHAINOPS_GIT_TOKEN from the run worker's
+        environment, so `git_token` must be that variable (a literal would be ignored)."""
+        if self.git_token and os.environ.get(TOKEN_ENV) != self.git_token:
+            raise GitopsError(f"git_token must be dg.EnvVar('{TOKEN_ENV}'): git reads the token from that variable")
         settings = self.settings()
         return GitopsRepository(settings.repo, settings.branch, settings.home)
+
+    def forge(self) -> Forge:
+        """The GitHub/GitLab client for pull-request review (CHAINOPS_FORGE*; the token falls
+        back to `git_token`). A missing forge is an error before anything is pushed."""
+        environ = dict(os.environ)
+        if self.git_token:
+            environ.setdefault(FALLBACK_TOKEN_ENV, self.git_token)
+        settings = ForgeSettings.from_env(environ, self.paths().repo)
+        if settings is None:
+            raise ForgeError(
+                "gitops.review: pull-request needs a forge; set CHAINOPS_FORGE (github|gitlab), "
+                "CHAINOPS_FORGE_REPO and CHAINOPS_FORGE_TOKEN"
+            )
+        return forge_for(settings)
 
     def identity(self) -> AgeIdentity:
         return AgeIdentity.load_or_create(self.settings().home)
 
     def compile_context(self) -> compiler.CompileContext:
         settings = self.settings()
-        return compiler.CompileContext(
-            settings.charts_dir, self.identity(), settings.target
-        )
+        return compiler.CompileContext(settings.charts_dir, self.identity(), settings.target)
+
+    def review(self, config: EnvironmentConfig) -> str:
+        """The review mode for one environment: the resource's override, else the file's own."""
+        return self.review_mode or config.spec.gitops.review
 
     def existing(self, environment: str) -> compiler.ExistingEnvironment:
         """The environment's committed files (public or sealed), read in the run worker."""
         with self.repository() as repo:
             base = repo.fetch()
             return compiler.ExistingEnvironment(environment, repo.read_files(base, compiler.owned_paths(environment)))
+
+
+def default_resource() -> ChainopsResource:
+    """The code location's resource: environment variables and embedded defaults, plus the
+    token as an EnvVar when it is set (an unset EnvVar would fail every run)."""
+    return ChainopsResource(git_token=dg.EnvVar(TOKEN_ENV) if os.environ.get(TOKEN_ENV) else None)

@@ -1,10 +1,12 @@
-"""Nightly reconcile: one run per registered environment (new chart versions, image bumps, drift)."""
-
+"""Nightly reconcile: one run per registered environment that still has its file (new chart
+versions, image bumps, drift)."""
 
 import dagster as dg
 
 from pipelines.defs.jobs.compile import compile_environments
 from pipelines.defs.partitions import environments_partitions
+from pipelines.defs.resources.chainops import ChainopsResource
+from pipelines.defs.sensors.environment_files import run_tags
 
 
 @dg.schedule(
@@ -13,10 +15,16 @@ from pipelines.defs.partitions import environments_partitions
     cron_schedule="0 2 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every night at 02:00 UTC, one compile run per registered environment (run key nightly-<day>-<env>).",
 )
-def nightly_reconcile(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+def nightly_reconcile(context: dg.ScheduleEvaluationContext, chainops: ChainopsResource) -> list[dg.RunRequest]:
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return [
-        dg.RunRequest(partition_key=name, run_key=f"nightly-{day}-{name}", tags={"chainops/environment": name})
-        for name in sorted(context.instance.get_dynamic_partitions(environments_partitions.name))
-    ]
+    directory = chainops.paths().environments_dir
+    requests = []
+    for name in sorted(context.instance.get_dynamic_partitions(environments_partitions.name)):
+        path = directory / f"{name}.yaml"
+        if not path.is_file():  # a deleted file: reported by the sensor, kept until decommissioned
+            context.log.warning(f"{name}: no environment file {path}; not reconciled")
+            continue
+        requests.append(dg.RunRequest(partition_key=name, run_key=f"nightly-{day}-{name}", tags=run_tags(path, name)))
+    return requests
