@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pipelines.lib import compiler, publish, review
 from pipelines.lib.config import ConfigError, EnvironmentConfig, load_all
+from pipelines.lib.fingerprint import Fingerprinted, FingerprintStore, environment_fingerprint, source_digest
 from pipelines.lib.forges import Forge, ForgeError, ForgeSettings, forge_for
 from pipelines.lib.genesis import GenesisError, genesis_block_hash
 from pipelines.lib.gitops import GitopsError, GitopsRepository, git_blob_id
@@ -52,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_location_flags(compile_p)
     compile_p.add_argument("--allow-genesis-change", action="append", default=[], metavar="ENV")
     compile_p.add_argument("--decommission", action="append", default=[], metavar="ENV")
+    compile_p.add_argument("--jobs", type=int, default=0, metavar="N", help="worker processes (default: CPU count)")
+    compile_p.add_argument(
+        "--no-cache", action="store_true", help="compile every environment even when its inputs are unchanged"
+    )
     compile_p.add_argument("--summary", action="store_true", help="also print the review summary of each change")
     diff_p = sub.add_parser("diff", help="show what compile would change (exit 0 none, 1 changes, 2 error)")
     diff_p.add_argument("env", metavar="ENV")
@@ -93,10 +98,46 @@ def _compile_one(
     config: EnvironmentConfig, repo: GitopsRepository, base: str | None, ctx: compiler.CompileContext, allow_genesis_change: bool
 ) -> compiler.CompiledEnvironment:
     existing = compiler.ExistingEnvironment(config.name, repo.read_files(base, compiler.owned_paths(config.name)))
-    keys = compiler.compute_keys(config, existing, ctx.identity)
-    genesis = compiler.compute_genesis(config, keys, existing, allow_genesis_change)
-    compiler.check_genesis_lock(config, existing.lock, genesis, allow_genesis_change)
-    return compiler.render_environment(config, keys, genesis, existing, ctx)
+    return compiler.compile_environment(config, existing, ctx, allow_genesis_change)
+
+
+@dataclass
+class FastPath:
+    """Environments whose inputs are unchanged since chainops published them (see fingerprint.py)."""
+
+    store: FingerprintStore
+    sources: str
+    recipient: str
+    target: str
+    trees: dict[str, dict[str, str]]
+
+    @classmethod
+    def load(cls, repo: GitopsRepository, base: str | None, settings: Settings, recipient: str, names: list[str]) -> FastPath:
+        owned = {name: compiler.owned_paths(name) for name in names}
+        entries = repo.tree_entries(base, tuple(p for paths in owned.values() for p in paths)) if names else {}
+        trees = {name: {p: sha for p, sha in entries.items() if _under(p, paths)} for name, paths in owned.items()}
+        return cls(
+            FingerprintStore(repo.cache_path.with_suffix(".fingerprints.json")),
+            source_digest(settings.charts_dir),
+            recipient,
+            f"{settings.target.url_for_cluster}#{settings.branch}",
+            trees,
+        )
+
+    def fingerprint(self, config: EnvironmentConfig, tree: dict[str, str]) -> str:
+        return environment_fingerprint(Path(config.source_path).read_bytes(), self.sources, self.recipient, self.target, tree)
+
+    def hit(self, config: EnvironmentConfig) -> Fingerprinted | None:
+        return self.store.matches(config.name, self.fingerprint(config, self.trees.get(config.name, {})))
+
+    def remember(self, config: EnvironmentConfig, compiled: compiler.CompiledEnvironment) -> None:
+        tree = {path: git_blob_id(data) for path, data in compiled.files.items()}
+        entry = Fingerprinted(self.fingerprint(config, tree), compiled.genesis_hash, compiled.object_count)
+        self.store.record(config.name, entry)
+
+
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
 
 
 def _forge(settings: Settings, selection: Selection) -> Forge | None:
@@ -130,23 +171,46 @@ def cmd_compile(args: argparse.Namespace) -> int:
     source = compiler.source_commit(settings.environments_dir)
     with GitopsRepository(settings.repo, settings.branch, settings.home) as repo:
         base = repo.fetch()
-        # Compile everything before writing anything: one bad environment publishes nothing.
-        compiled = [
-            _compile_one(c, repo, publish.compile_base(repo, base, c.name, c.spec.gitops.review), ctx,
-                         c.name in args.allow_genesis_change)
+        fast = FastPath.load(repo, base, settings, identity.recipient, [c.name for c in selection.compile])
+        skipped = {
+            c.name: hit
             for c in selection.compile
-        ]
+            if c.spec.gitops.review == "direct"
+            and c.name not in args.allow_genesis_change
+            and not args.no_cache
+            and (hit := fast.hit(c)) is not None
+        }
+        todo = [c for c in selection.compile if c.name not in skipped]
+        # Compile everything before writing anything: one bad environment publishes nothing.
+        tasks = []
+        for c in todo:
+            at = publish.compile_base(repo, base, c.name, c.spec.gitops.review)
+            existing = compiler.ExistingEnvironment(c.name, repo.read_files(at, compiler.owned_paths(c.name)))
+            tasks.append((c, existing, ctx, c.name in args.allow_genesis_change))
+        compiled = compiler.compile_many(tasks, args.jobs or os.cpu_count() or 1)
         items = [
             publish.plan_compiled(repo, base, c, cfg.profile.name, cfg.spec.gitops.review, source)
-            for c, cfg in zip(compiled, selection.compile)
+            for c, cfg in zip(compiled, todo)
         ]
         items += [
             publish.plan_decommission(repo, base, name, "pull-request" if selection.reviews.get(name) == "pull-request" else "direct")
             for name in selection.decommission
         ]
         outcomes = publish.publish_environments(repo, base, items, forge)
+        for config, item in zip(todo, compiled):
+            if config.spec.gitops.review == "direct":
+                fast.remember(config, item)
+        for name in selection.decommission:
+            fast.store.forget(name)
+        fast.store.save()
         orphans = compiler.rendered_environments(repo, base) - {c.name for c in selection.compile} - set(selection.decommission)
-    for item in compiled:
+    by_name = {item.name: item for item in compiled}
+    for config in selection.compile:
+        if config.name in skipped:
+            hit = skipped[config.name]
+            print(f"{config.name}: genesis {hit.genesis_hash}  objects {hit.object_count}  unchanged")
+            continue
+        item = by_name[config.name]
         print(f"{item.name}: genesis {item.genesis_hash}  objects {item.object_count}  {outcomes[item.name].describe()}")
         if item.genesis_changed_from:
             print(f"{item.name}: GENESIS CHANGED from {item.genesis_changed_from} (the chain was reset)")

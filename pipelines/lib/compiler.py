@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import multiprocessing
 import re
-from collections.abc import Collection
+import sys
+from collections.abc import Collection, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -760,3 +763,31 @@ def change_summary(before: dict[str, str], files: dict[str, bytes]) -> str:
     for label, paths in (("added", added), ("changed", changed), ("removed", removed)):
         lines += [f"- {label}: `{p}`" for p in paths]
     return "\n".join(lines)
+
+
+# -- whole environments ----------------------------------------------------------------
+def compile_environment(
+    config: EnvironmentConfig, existing: ExistingEnvironment, ctx: CompileContext, allow_genesis_change: bool = False
+) -> CompiledEnvironment:
+    """Keys, genesis (with the lock guard) and rendered, sealed, validated files: all in memory."""
+    keys = compute_keys(config, existing, ctx.identity)
+    genesis = compute_genesis(config, keys, existing, allow_genesis_change)
+    check_genesis_lock(config, existing.lock, genesis, allow_genesis_change)
+    return render_environment(config, keys, genesis, existing, ctx)
+
+
+def _compile_task(task: tuple[EnvironmentConfig, ExistingEnvironment, CompileContext, bool]) -> CompiledEnvironment:
+    return compile_environment(*task)
+
+
+def compile_many(
+    tasks: Sequence[tuple[EnvironmentConfig, ExistingEnvironment, CompileContext, bool]], jobs: int
+) -> list[CompiledEnvironment]:
+    """Compile environments in `jobs` worker processes (CPU-bound rendering and sops calls
+    scale with cores). Results keep the input order; the first error stops everything,
+    before anything is published. Workers return public or sealed bytes only."""
+    if jobs <= 1 or len(tasks) < 2:
+        return [_compile_task(task) for task in tasks]
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
+        return list(pool.map(_compile_task, tasks, chunksize=max(1, len(tasks) // (jobs * 8))))

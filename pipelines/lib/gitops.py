@@ -8,6 +8,7 @@ touches another environment's paths, and can replay a commit onto a moved remote
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -15,7 +16,7 @@ import shlex
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -32,6 +33,7 @@ AUTHOR_EMAIL = "chainops@localhost"
 MAX_PUSH_ATTEMPTS = 10
 RETRY_BASE_DELAY = 0.05
 EMPTY_SHA = "0" * 40
+IMPORT_REF = "refs/chainops/import"  # scratch ref for fast-import; deleted after each batch
 REVIEW_BRANCH_PREFIX = "chainops/"
 TOKEN_ENV = "CHAINOPS_GIT_TOKEN"
 USERNAME_ENV = "CHAINOPS_GIT_USERNAME"
@@ -252,23 +254,53 @@ class GitopsRepository:
 
     def _commit_change(self, base: str | None, change: EnvironmentChange) -> str | None:
         """Build the commit for one environment on top of `base`; None when the tree is unchanged."""
-        current = self.tree_entries(base, change.prefixes)
-        wanted = {path: git_blob_id(data) for path, data in change.files.items()}
-        if current == wanted:
-            return None
-        lines = [f"0 {EMPTY_SHA}\t{path}" for path in sorted(set(current) - set(wanted))]
-        for path, data in sorted(change.files.items()):
-            if current.get(path) != wanted[path]:
-                lines.append(f"100644 {self._write_blob(data)}\t{path}")
-        with _temporary_index(self.cache_path) as index_env:
-            if base is None:
-                self.repo.git.read_tree("--empty", env=index_env)
-            else:
-                self.repo.git.read_tree(base, env=index_env)
-            self._git_with_input(["update-index", "--index-info"], ("\n".join(lines) + "\n").encode(), index_env)
-            tree = self.repo.git.write_tree(env=index_env)
-        parents = ["-p", base] if base else []
-        return self._git_with_input(["commit-tree", tree, *parents, "-F", "-"], change.message.encode(), _author_env())
+        _, commits = self._commit_changes(base, [change])
+        return commits.get(change.environment)
+
+    def _commit_changes(
+        self, base: str | None, changes: Sequence[EnvironmentChange]
+    ) -> tuple[str | None, dict[str, str]]:
+        """Chain one commit per changed environment on top of `base` with a single
+        `git fast-import` (one process and one pack for the whole batch, however many
+        environments). Unchanged environments (same blob ids) get no commit."""
+        prefixes = tuple(sorted({p for change in changes for p in change.prefixes}))
+        state = self.tree_entries(base, prefixes) if prefixes else {}
+        stream = bytearray()
+        marked: list[str] = []
+        when = f"{int(time.time())} +0000"
+        for change in changes:
+            current = {p: sha for p, sha in state.items() if _under(p, change.prefixes)}
+            wanted = {path: git_blob_id(data) for path, data in change.files.items()}
+            if current == wanted:
+                continue
+            marked.append(change.environment)
+            message = change.message.encode()
+            stream += b"commit %s\nmark :%d\n" % (IMPORT_REF.encode(), len(marked))
+            for role in (b"author", b"committer"):
+                stream += b"%s %s <%s> %s\n" % (role, AUTHOR_NAME.encode(), AUTHOR_EMAIL.encode(), when.encode())
+            stream += b"data %d\n%s\n" % (len(message), message)
+            if len(marked) > 1:
+                stream += b"from :%d\n" % (len(marked) - 1)
+            elif base is not None:
+                stream += b"from %s\n" % base.encode()
+            for path in sorted(set(current) - set(wanted)):
+                stream += b"D %s\n" % _quote_path(path)
+            for path, data in sorted(change.files.items()):
+                if current.get(path) != wanted[path]:
+                    stream += b"M 100644 inline %s\ndata %d\n%s\n" % (_quote_path(path), len(data), data)
+            for path in current:
+                state.pop(path)
+            state.update(wanted)
+        if not marked:
+            return base, {}
+        with tempfile.NamedTemporaryFile(dir=self.cache_path, prefix="chainops-marks-") as marks:
+            self._git_with_input(
+                ["fast-import", "--quiet", "--done", f"--export-marks={marks.name}"], bytes(stream) + b"done\n", {}
+            )
+            ids = dict(line.split() for line in Path(marks.name).read_text().splitlines())
+        self.repo.git.update_ref("-d", IMPORT_REF)
+        commits = {env: ids[f":{i}"] for i, env in enumerate(marked, start=1)}
+        return commits[marked[-1]], commits
 
     def _git_with_input(self, args: list[str], data: bytes, env: Mapping[str, str]) -> str:
         """Run a git command fed on stdin (GitPython's istream needs a real file descriptor)."""
@@ -305,13 +337,7 @@ class GitopsRepository:
         result = PublishResult(head=base)
         for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
             result.attempts = attempt
-            head = base
-            commits: dict[str, str] = {}
-            for change in changes:
-                commit = self._commit_change(head, change)
-                if commit is not None:
-                    commits[change.environment] = commit
-                    head = commit
+            head, commits = self._commit_changes(base, changes)
             if not commits:
                 result.head = base
                 return result
@@ -392,6 +418,17 @@ class GitopsRepository:
             self.repo.git.update_ref(f"refs/remotes/origin/{branch}", commit)
             return BranchResult(branch, commit, True, attempt)
         raise GitopsError(f"push of {branch} to {self.shown_url} was rejected {MAX_PUSH_ATTEMPTS} times")
+
+
+def _under(path: str, prefixes: Sequence[str]) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
+
+
+def _quote_path(path: str) -> bytes:
+    """fast-import path syntax: C-style quoting when the path needs it."""
+    if any(c in path for c in '"\\\n') or path.startswith('"'):
+        return json.dumps(path).encode()
+    return path.encode()
 
 
 class _temporary_index:
