@@ -2,7 +2,8 @@
 
 Reports seconds per stage, environments/second and peak RSS for a full compile, a
 no-change re-run and a one-environment change. Stage times come from timing wrappers
-around the same functions the CLI calls (a single process, so the breakdown adds up).
+around the same functions the CLI calls; they are complete only with --jobs 1 (with
+worker processes the per-environment stages run in the workers and show as 0).
 
     .venv/bin/python benchmarks/compile_bench.py --n 200 [--validators 4 --rpc 2] [--json out.json]
 """
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="number of environments")
     parser.add_argument("--validators", type=int, default=4)
     parser.add_argument("--rpc", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=0, help="worker processes (default: CPU count; 1 = stage breakdown)")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="chainops-bench-") as tmp:
@@ -138,7 +140,7 @@ def main() -> None:
             (envs / f"env-{i:05d}.yaml").write_text(environment_file(i, args.validators, args.rpc))
         home = root / "home"
         repo = home / "gitops.git"
-        common = ["--environments", str(envs), "--home", str(home)]
+        common = ["--environments", str(envs), "--home", str(home), "--jobs", str(args.jobs)]
         results = [run("full compile", ["compile", *common], repo)]
         results.append(run("no-change re-run", ["compile", *common], repo))
         changed = envs / "env-00007.yaml"
@@ -146,6 +148,7 @@ def main() -> None:
         results.append(run("one environment changed", ["compile", "env-00007", *common], repo))
         report = {
             "environments": args.n,
+            "jobs": args.jobs or os.cpu_count(),
             "nodes_per_environment": args.validators + args.rpc,
             "machine": machine(),
             "date": time.strftime("%Y-%m-%d"),
@@ -159,7 +162,10 @@ def main() -> None:
 
 def print_table(report: dict[str, Any]) -> None:
     n = report["environments"]
-    print(f"{n} environments x {report['nodes_per_environment']} nodes on {report['machine']} ({report['date']})")
+    print(
+        f"{n} environments x {report['nodes_per_environment']} nodes, {report['jobs']} worker(s), "
+        f"on {report['machine']} ({report['date']})"
+    )
     header = f"| run | total s | env/s | commits | {' | '.join(STAGES)} |"
     print(header)
     print("|" + "---|" * (4 + len(STAGES)))

@@ -21,7 +21,7 @@ from pipelines.lib.config import ConfigError, EnvironmentConfig, load_all
 from pipelines.lib.fingerprint import Fingerprinted, FingerprintStore, environment_fingerprint, source_digest
 from pipelines.lib.forges import Forge, ForgeError, ForgeSettings, forge_for
 from pipelines.lib.genesis import GenesisError, genesis_block_hash
-from pipelines.lib.gitops import GitopsError, GitopsRepository, git_blob_id
+from pipelines.lib.gitops import GitopsError, GitopsRepository, git_blob_id, group_by_prefix
 from pipelines.lib.keys import KeyPolicyError
 from pipelines.lib.manifests import ManifestError
 from pipelines.lib.render import RenderError
@@ -115,7 +115,8 @@ class FastPath:
     def load(cls, repo: GitopsRepository, base: str | None, settings: Settings, recipient: str, names: list[str]) -> FastPath:
         owned = {name: compiler.owned_paths(name) for name in names}
         entries = repo.tree_entries(base, tuple(p for paths in owned.values() for p in paths)) if names else {}
-        trees = {name: {p: sha for p, sha in entries.items() if _under(p, paths)} for name, paths in owned.items()}
+        grouped = group_by_prefix(entries, tuple(p for paths in owned.values() for p in paths))
+        trees = {name: {p: sha for prefix in paths for p, sha in grouped[prefix].items()} for name, paths in owned.items()}
         return cls(
             FingerprintStore(repo.cache_path.with_suffix(".fingerprints.json")),
             source_digest(settings.charts_dir),
@@ -135,9 +136,6 @@ class FastPath:
         entry = Fingerprinted(self.fingerprint(config, tree), compiled.genesis_hash, compiled.object_count)
         self.store.record(config.name, entry)
 
-
-def _under(path: str, prefixes: tuple[str, ...]) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in prefixes)
 
 
 def _forge(settings: Settings, selection: Selection) -> Forge | None:

@@ -197,6 +197,13 @@ def _genesis(files: Mapping[str, bytes], environment: str) -> dict[str, Any] | N
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
 
 
+@lru_cache(maxsize=8192)
+def _load_documents(data: bytes) -> list[Any]:
+    """Parsed documents by content: a summary parses the same unchanged bytes before and
+    after, and thousands of environments share identical files. Callers only read them."""
+    return load_yaml_all(data)
+
+
 def parse_objects(files: Mapping[str, bytes]) -> dict[ObjectKey, tuple[str, dict[str, Any]]]:
     """Every Kubernetes object in the YAML files, by (kind, namespace, name) -> (path, object).
     kustomization.yaml and .sops.yaml are build/tool configuration, not objects."""
@@ -206,7 +213,7 @@ def parse_objects(files: Mapping[str, bytes]) -> dict[ObjectKey, tuple[str, dict
         if not path.endswith(".yaml") or name in ("kustomization.yaml", ".sops.yaml"):
             continue
         try:
-            documents = load_yaml_all(files[path])
+            documents = _load_documents(files[path])
         except ManifestError:
             continue  # not YAML we can read: reported as a file change
         for doc in documents:

@@ -82,7 +82,7 @@ def environment_config(context: dg.AssetExecutionContext, chainops: ChainopsReso
 def node_keys(
     context: dg.AssetExecutionContext, chainops: ChainopsResource, environment_config: EnvironmentConfig
 ) -> KeySet:
-    existing = chainops.existing(environment_config.name)
+    existing = chainops.existing(environment_config.name, chainops.review(environment_config))
     try:
         keys = compiler.compute_keys(environment_config, existing, chainops.identity())
     except (KeyPolicyError, compiler.GuardError) as exc:
@@ -107,7 +107,7 @@ def genesis(
     environment_config: EnvironmentConfig,
     node_keys: KeySet,
 ) -> compiler.GenesisResult:
-    existing = chainops.existing(environment_config.name)
+    existing = chainops.existing(environment_config.name, chainops.review(environment_config))
     try:
         result = compiler.compute_genesis(
             environment_config, node_keys, existing=existing, allow_change=genesis_change_allowed(context)
@@ -135,7 +135,7 @@ def rendered_manifests(
     node_keys: KeySet,
     genesis: compiler.GenesisResult,
 ) -> compiler.CompiledEnvironment:
-    existing = chainops.existing(environment_config.name)
+    existing = chainops.existing(environment_config.name, chainops.review(environment_config))
     try:
         compiled = compiler.render_environment(
             environment_config, node_keys, genesis, existing, chainops.compile_context()

@@ -12,7 +12,7 @@ import os
 import dagster as dg
 from pydantic import Field, field_validator
 
-from pipelines.lib import compiler
+from pipelines.lib import compiler, publish
 from pipelines.lib.config import EnvironmentConfig
 from pipelines.lib.forges import FALLBACK_TOKEN_ENV, Forge, ForgeError, ForgeSettings, forge_for
 from pipelines.lib.gitops import TOKEN_ENV, GitopsError, GitopsRepository
@@ -83,10 +83,11 @@ class ChainopsResource(dg.ConfigurableResource):
         """The review mode for one environment: the resource's override, else the file's own."""
         return self.review_mode or config.spec.gitops.review
 
-    def existing(self, environment: str) -> compiler.ExistingEnvironment:
-        """The environment's committed files (public or sealed), read in the run worker."""
+    def existing(self, environment: str, review_mode: str = "direct") -> compiler.ExistingEnvironment:
+        """The environment's committed files (public or sealed), read in the run worker. In
+        pull-request mode that is the open review branch, so a pending change keeps its keys."""
         with self.repository() as repo:
-            base = repo.fetch()
+            base = publish.compile_base(repo, repo.fetch(), environment, review_mode)
             return compiler.ExistingEnvironment(environment, repo.read_files(base, compiler.owned_paths(environment)))
 
 
