@@ -143,6 +143,7 @@ def main() -> None:
         common = ["--environments", str(envs), "--home", str(home), "--jobs", str(args.jobs)]
         results = [run("full compile", ["compile", *common], repo)]
         results.append(run("no-change re-run", ["compile", *common], repo))
+        results.append(run("no-change re-run, cold cache", ["compile", "--no-cache", *common], repo))
         changed = envs / "env-00007.yaml"
         changed.write_text(changed.read_text().replace(f"rpc: {args.rpc}", f"rpc: {args.rpc + 1}"))
         results.append(run("one environment changed", ["compile", "env-00007", *common], repo))

@@ -33,7 +33,13 @@ AGE_RECIPIENT_RE = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
 BALANCE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ether|gwei|wei)\s*$")
 UNIT_WEI = {"ether": 10**18, "gwei": 10**9, "wei": 1}
 MAX_FILE_BYTES = 1 << 20
+# Nodes a document may expand to, counting every use of an alias: bounds "billion laughs"
+# files, which PyYAML loads as shared references that later stages would expand.
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 64  # nesting levels; the deepest chainops field is a handful of levels down
 MAX_UINT256 = (1 << 256) - 1
+# What the charts accept as `repository:tag` (the same patterns as their values.schema.json).
+IMAGE_RE = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 class ConfigError(ValueError):
@@ -340,6 +346,17 @@ class EnvironmentSpec(_Strict):
     def _accounts_list(cls, v: Any) -> Any:
         return tuple(v) if isinstance(v, list) else v
 
+    @field_validator("images")
+    @classmethod
+    def _image_references(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, reference in v.items():
+            if not IMAGE_RE.match(reference):
+                raise ValueError(
+                    f"{key}: {reference[:80]!r} is not an image reference; allowed: "
+                    "'<repository>:<tag>' with a lower-case repository (e.g. hyperledger/besu:26.8.0)"
+                )
+        return v
+
     @model_validator(mode="after")
     def _cross_field_rules(self) -> EnvironmentSpec:
         if self.production and self.keys.source == "mnemonic":
@@ -416,7 +433,53 @@ class _UniqueKeyLoader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yam
         return super().construct_mapping(node, deep=deep)
 
 
+    def get_single_data(self) -> Any:
+        """Bound the document before constructing it: aliases are counted once per use,
+        so a small file cannot expand to millions of values (or loop) in later stages."""
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return self.construct_document(node)
+
+
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise a YAMLError when the composed graph is recursive, nests deeper than MAX_YAML_DEPTH
+    or expands beyond MAX_YAML_NODES. Sizes are memoized per node, so the check itself never
+    expands anything."""
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [item for pair in node.value for item in pair]
+        if done:
+            active.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            depths[key] = 1 + max((depths[id(child)] for child in children), default=0)
+            if depths[key] > MAX_YAML_DEPTH:
+                raise yaml.YAMLError(f"the document nests deeper than {MAX_YAML_DEPTH} levels; refused")
+            if sizes[key] > MAX_YAML_NODES:
+                raise yaml.YAMLError(
+                    f"the document expands to more than {MAX_YAML_NODES} values (aliases count once per use); refused"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in active:
+            raise yaml.YAMLError(f"recursive alias on line {node.start_mark.line + 1}; refused")
+        active.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
 
 
 def environment_name(path: Path) -> str:
@@ -475,8 +538,15 @@ def _pydantic_problems(source: str, exc: ValidationError) -> list[str]:
             message = f"{err.get('input')!r} is out of range; {err['msg'].lower()}"
         else:
             message = err["msg"].removeprefix("Value error, ")
-        problems.append(f"{source}: {where}: {message}")
+        problems.append(f"{source}: {where}: {_shorten(message)}")
     return problems
+
+
+def _shorten(message: str, limit: int = 400) -> str:
+    """Keep a problem one readable line even when it quotes a huge hostile value: the
+    start names the value, the end says what is allowed."""
+    message = message.replace("\n", "\\n")
+    return message if len(message) <= limit else f"{message[: limit // 2]} … {message[-limit // 2 :]}"
 
 
 def parse_environment(name: str, text: bytes | str, source: str) -> EnvironmentConfig:
@@ -498,6 +568,11 @@ def parse_environment(name: str, text: bytes | str, source: str) -> EnvironmentC
     except yaml.YAMLError as exc:
         detail = str(exc).replace("\n", " ")
         raise ConfigError(problems + [f"{source}: not valid YAML: {detail}"]) from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # Scalars YAML resolves but Python cannot build: 2001-13-45 as a date, an integer
+        # of more than 4300 digits, an unhashable (list) mapping key, nesting too deep.
+        detail = str(exc).replace("\n", " ")[:200]
+        raise ConfigError(problems + [f"{source}: not a valid environment document: {detail}"]) from None
     if not isinstance(data, dict):
         raise ConfigError(problems + [f"{source}: (top level): must be a mapping with apiVersion: {API_VERSION}"])
     try:
