@@ -27,7 +27,9 @@ ui: $(STAMP)
 	DAGSTER_HOME=$(CURDIR)/.chainops/dagster $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/compile_bench.py
+	$(BIN)/python benchmarks/render_vs_helm.py
 
 clean:
 	rm -rf $(VENV) .chainops
