@@ -159,14 +159,23 @@ def _print_summary(summary: review.ReviewSummary) -> None:
     print(review.for_terminal(text) if sys.stdout.isatty() else text)
 
 
-def cmd_compile(args: argparse.Namespace) -> int:
-    settings = resolve_settings(args.environments, args.home, args.repo, args.branch)
-    selection = _select(settings, args.envs, args.decommission)
+def _prepare(
+    settings: Settings, selection: Selection
+) -> tuple[Forge | None, AgeIdentity, compiler.CompileContext, str | None]:
+    """What every publishing command needs, checked before anything is written: the forge
+    (when a selected environment is reviewed by pull request), then the home directory,
+    the pipeline identity, the compile context and the environments' source commit."""
     forge = _forge(settings, selection)
     settings.prepare()
     identity = AgeIdentity.load_or_create(settings.home)
     ctx = compiler.CompileContext(settings.charts_dir, identity, settings.target)
-    source = compiler.source_commit(settings.environments_dir)
+    return forge, identity, ctx, compiler.source_commit(settings.environments_dir)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    settings = resolve_settings(args.environments, args.home, args.repo, args.branch)
+    selection = _select(settings, args.envs, args.decommission)
+    forge, identity, ctx, source = _prepare(settings, selection)
     with GitopsRepository(settings.repo, settings.branch, settings.home) as repo:
         base = repo.fetch()
         fast = FastPath.load(repo, base, settings, identity.recipient, [c.name for c in selection.compile])
@@ -294,11 +303,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if not selection.compile:
         raise UsageError(f"{args.env} is marked for decommissioning; nothing to rotate")
     config = selection.compile[0]
-    forge = _forge(settings, selection)
-    settings.prepare()
-    identity = AgeIdentity.load_or_create(settings.home)
-    ctx = compiler.CompileContext(settings.charts_dir, identity, settings.target)
-    source = compiler.source_commit(settings.environments_dir)
+    forge, identity, ctx, source = _prepare(settings, selection)
     with GitopsRepository(settings.repo, settings.branch, settings.home) as repo:
         base = repo.fetch()
         read_base = publish.compile_base(repo, base, config.name, config.spec.gitops.review)
