@@ -25,6 +25,7 @@ from pipelines.lib.gitops import GitopsError, GitopsRepository, git_blob_id, gro
 from pipelines.lib.keys import KeyPolicyError
 from pipelines.lib.manifests import ManifestError
 from pipelines.lib.render import RenderError
+from pipelines.lib.sealed_secrets import CertificateError, resolve_cert_path
 from pipelines.lib.sealing import AgeIdentity, SealingError
 from pipelines.lib.settings import Settings, resolve_settings
 
@@ -126,7 +127,16 @@ class FastPath:
         )
 
     def fingerprint(self, config: EnvironmentConfig, tree: dict[str, str]) -> str:
-        return environment_fingerprint(Path(config.source_path).read_bytes(), self.sources, self.recipient, self.target, tree)
+        """Every input file counts: the environment file and, for sealed-secrets, the
+        controller certificate it names (a new certificate must re-seal everything)."""
+        inputs = Path(config.source_path).read_bytes()
+        cert = config.spec.gitops.secrets.sealedSecretsCert
+        if config.spec.gitops.secrets.provider == "sealed-secrets" and cert:
+            try:
+                inputs += b"\0" + resolve_cert_path(Path(config.source_path).parent, cert, config.source_path).read_bytes()
+            except (CertificateError, OSError):
+                inputs += b"\0unreadable certificate"  # the compile itself reports the problem
+        return environment_fingerprint(inputs, self.sources, self.recipient, self.target, tree)
 
     def hit(self, config: EnvironmentConfig) -> Fingerprinted | None:
         return self.store.matches(config.name, self.fingerprint(config, self.trees.get(config.name, {})))

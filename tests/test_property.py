@@ -10,11 +10,12 @@ process runs; the sealing providers are covered elsewhere."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from pipelines.lib.compiler import (
@@ -26,7 +27,7 @@ from pipelines.lib.compiler import (
     compile_environment,
     env_dir,
 )
-from pipelines.lib.config import ConfigError, parse_environment
+from pipelines.lib.config import ConfigError, parse_environment, shown_path
 from pipelines.lib.keys import KeyPolicyError
 from pipelines.lib.manifests import load_yaml_all, validator_for
 from pipelines.lib.render import RenderError
@@ -58,8 +59,8 @@ BAD = {
 def environment_documents(draw: st.DrawFn) -> tuple[str, dict[str, Any], dict[str, str]]:
     """(file name, document, the free-text annotations it carries)."""
 
-    def bad() -> bool:  # each field is hostile about one time in twelve
-        return draw(st.integers(0, 11)) == 0
+    def bad() -> bool:  # each field is hostile about one time in 25
+        return draw(st.integers(0, 24)) == 7  # not 0: Hypothesis favours boundary values
 
     client, consensus = draw(st.sampled_from(PROFILES))
     name = draw(free_text) if bad() else draw(st.from_regex(r"[a-z][a-z0-9-]{0,10}[a-z0-9]", fullmatch=True))
@@ -124,7 +125,7 @@ def ctx(tmp_path_factory) -> CompileContext:
 
 
 @settings(
-    max_examples=40,
+    max_examples=50,
     deadline=None,
     derandomize=True,  # the same examples on every run: a bounded, reproducible CI test
     database=None,
@@ -133,7 +134,7 @@ def ctx(tmp_path_factory) -> CompileContext:
 @given(environment_documents())
 def test_any_environment_file_is_refused_cleanly_or_compiles_valid_and_reproducible(ctx, generated):
     name, document, annotations = generated
-    source = f"environments/{name}.yaml"
+    source = shown_path(Path(f"environments/{name}.yaml"))
     text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
     try:
         config = parse_environment(name, text, source)
@@ -141,17 +142,24 @@ def test_any_environment_file_is_refused_cleanly_or_compiles_valid_and_reproduci
         assert exc.problems
         for problem in exc.problems:
             assert problem.startswith(f"{source}: ") and "\n" not in problem and len(problem) < 700, problem
+        event("refused with a clean ConfigError")
         return
     existing = ExistingEnvironment(name)
     try:
         first = compile_environment(config, existing, ctx)
-    except (RenderError, ManifestValidationError, KeyPolicyError, GuardError) as exc:  # pragma: no cover - reported
+    except RenderError as exc:
+        # Rules that need the rendered network (an RPC Ingress needs RPC nodes) refuse at
+        # render time; still one clean line naming the file and the field.
+        assert str(exc).startswith(f"{source}: ") and "\n" not in str(exc), exc
+        event("refused at render time with a clean RenderError")
+        return
+    except (ManifestValidationError, KeyPolicyError, GuardError) as exc:  # pragma: no cover - reported
         pytest.fail(f"a file that passed validation failed to compile: {exc}")
 
     validator = validator_for()
     objects = 0
     for path, data in first.files.items():
-        if not path.endswith(".yaml") or path.endswith("kustomization.yaml"):
+        if not path.startswith((env_dir(name), "bootstrap/")) or not path.endswith(".yaml") or path.endswith("kustomization.yaml"):
             continue
         for obj in load_yaml_all(data):
             if path.startswith(env_dir(name)):
@@ -169,3 +177,4 @@ def test_any_environment_file_is_refused_cleanly_or_compiles_valid_and_reproduci
     again = compile_environment(config, ExistingEnvironment(name, dict(first.files)), ctx)
     assert again.files == first.files, "a re-render from the committed state must give the same bytes"
     assert again.generated_keys == (), "keys are generated once"
+    event("compiled, schema-valid and reproducible")

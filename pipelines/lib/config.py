@@ -38,6 +38,10 @@ MAX_FILE_BYTES = 1 << 20
 MAX_YAML_NODES = 100_000
 MAX_YAML_DEPTH = 64  # nesting levels; the deepest chainops field is a handful of levels down
 MAX_UINT256 = (1 << 256) - 1
+# Characters a YAML document cannot carry as they are: C0 controls other than tab and line
+# ends, DEL, C1 controls, lone surrogates, non-characters, and the line breaks YAML 1.1 folds
+# into spaces (NEL, LS, PS). Refused in every string, so no rendered value is altered.
+UNSAFE_CHAR_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\ufffe\uffff]")
 # What the charts accept as `repository:tag` (the same patterns as their values.schema.json).
 IMAGE_RE = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -482,6 +486,29 @@ def _check_expansion(root: yaml.Node) -> None:
         stack.extend((child, False) for child in children if id(child) not in sizes)
 
 
+def _unsafe_strings(data: Any) -> list[tuple[str, str]]:
+    """(field path, problem) for every key or string value holding an UNSAFE_CHAR_RE character."""
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        items: list[tuple[str, Any]] = []
+        if isinstance(value, dict):
+            items = [(f"{where}.{k}" if where else str(k), v) for k, v in value.items()]
+            keys = [str(k) for k in value if isinstance(k, str)]
+        elif isinstance(value, list):
+            items, keys = [(f"{where}[{i}]", v) for i, v in enumerate(value)], []
+        else:
+            keys = []
+        for text in keys + ([value] if isinstance(value, str) else []):
+            match = UNSAFE_CHAR_RE.search(text)
+            if match:
+                found.append((where or "(top level)", f"contains the control character U+{ord(match.group()):04X}; "
+                              "allowed: printable text, tabs and newlines"))
+        stack.extend(items)
+    return sorted(set(found))
+
+
 def environment_name(path: Path) -> str:
     return path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.stem
 
@@ -575,6 +602,9 @@ def parse_environment(name: str, text: bytes | str, source: str) -> EnvironmentC
         raise ConfigError(problems + [f"{source}: not a valid environment document: {detail}"]) from None
     if not isinstance(data, dict):
         raise ConfigError(problems + [f"{source}: (top level): must be a mapping with apiVersion: {API_VERSION}"])
+    unsafe = _unsafe_strings(data)
+    if unsafe:
+        raise ConfigError(problems + [f"{source}: {where}: {what}" for where, what in unsafe])
     try:
         spec = EnvironmentSpec.model_validate(data)
     except ValidationError as exc:
@@ -585,12 +615,20 @@ def parse_environment(name: str, text: bytes | str, source: str) -> EnvironmentC
     return EnvironmentConfig(name=name, source_path=source, spec=spec)
 
 
+def shown_path(path: Path) -> str:
+    """How messages name a file: quoted when its name holds a newline or another control
+    character, so a file name cannot add lines or terminal escapes to chainops' output.
+    (Such a name is never an environment name, so the quoted form is never read back.)"""
+    return str(path) if path.name.isprintable() else repr(str(path))
+
+
 def load_environment(path: Path) -> EnvironmentConfig:
+    source = shown_path(path)
     if path.is_symlink() or not path.is_file():
-        raise ConfigError([f"{path}: not a regular file"])
+        raise ConfigError([f"{source}: not a regular file"])
     if path.stat().st_size > MAX_FILE_BYTES:
-        raise ConfigError([f"{path}: file is larger than {MAX_FILE_BYTES} bytes"])
-    return parse_environment(environment_name(path), path.read_bytes(), str(path))
+        raise ConfigError([f"{source}: file is larger than {MAX_FILE_BYTES} bytes"])
+    return parse_environment(environment_name(path), path.read_bytes(), source)
 
 
 def environment_files(directory: Path) -> list[Path]:
@@ -623,7 +661,7 @@ def load_all(directory: Path) -> list[EnvironmentConfig]:
     problems: list[str] = []
     for path in environment_files(directory):
         if path.suffix == ".yml":
-            problems.append(f"{path}: file name: use the .yaml extension")
+            problems.append(f"{shown_path(path)}: file name: use the .yaml extension")
             continue
         try:
             configs.append(load_environment(path))

@@ -181,12 +181,28 @@ class GitopsRepository:
             if not (self.cache_path / "HEAD").exists():
                 git.Repo.init(self.cache_path, bare=True).close()
             self._repo = git.Repo(self.cache_path)
-            for stale in (self.cache_path / "index.lock", self.cache_path / "shallow.lock"):
-                stale.unlink(missing_ok=True)  # left by a killed run; we hold the repository lock
+            self._clear_leftovers()
         except BaseException:
             self.lock.release()
             raise
         return self
+
+    def _clear_leftovers(self) -> None:
+        """Remove what a killed run leaves in the cache: git's lock files (`index.lock`,
+        `<ref>.lock`, `packed-refs.lock`), half-written packs, fast-import's marks files and
+        its scratch ref (a stale one makes the next fast-import refuse to move it). Every
+        writer of the cache holds `self.lock`, so none of them belongs to a live process
+        (git's automatic gc after a fetch is kept in the foreground, under the lock, too)."""
+        if "autodetach" not in (self.cache_path / "config").read_text().lower():
+            self.repo.git.config("gc.autoDetach", "false")
+            self.repo.git.config("maintenance.autoDetach", "false")
+        patterns = ("index.lock", "shallow.lock", "packed-refs.lock", "chainops-marks-*", "chainops-index-*", "objects/pack/tmp_*")
+        leftovers = [p for pattern in patterns for p in self.cache_path.glob(pattern)]
+        leftovers += list((self.cache_path / "refs").rglob("*.lock"))
+        for stale in leftovers:
+            stale.unlink(missing_ok=True)
+        if self.repo.git.for_each_ref(IMPORT_REF):
+            self.repo.git.update_ref("-d", IMPORT_REF)
 
     def __exit__(self, *exc: object) -> None:
         if self._repo is not None:
@@ -336,8 +352,11 @@ class GitopsRepository:
         The tracking ref moves only after a push succeeds, so a failure leaves the cache as
         it was: the next run fetches and rebuilds the same commits."""
         result = PublishResult(head=base)
+        compiled_on = base
         for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
             result.attempts = attempt
+            if base != compiled_on:
+                self._refuse_stale_replay(compiled_on, base, changes)
             head, commits = self._commit_changes(base, changes)
             if not commits:
                 result.head = base
@@ -354,6 +373,24 @@ class GitopsRepository:
         raise GitopsError(
             f"push to {self.shown_url} was rejected {MAX_PUSH_ATTEMPTS} times; another writer keeps moving {self.branch}"
         )
+
+    def _refuse_stale_replay(self, compiled_on: str | None, base: str | None, changes: Sequence[EnvironmentChange]) -> None:
+        """A change was compiled from the files at `compiled_on`. When another writer changed
+        them since (to something else than this change), replaying it would silently replace
+        that writer's work: its keys, its genesis. Stop instead; the next run compiles on top."""
+        prefixes = tuple(sorted({p for change in changes for p in change.prefixes}))
+        then = group_by_prefix(self.tree_entries(compiled_on, prefixes), prefixes)
+        now = group_by_prefix(self.tree_entries(base, prefixes), prefixes)
+        stale = []
+        for change in changes:
+            wanted = group_by_prefix({p: git_blob_id(d) for p, d in change.files.items()}, change.prefixes)
+            if any(now[p] != then[p] and now[p] != wanted[p] for p in change.prefixes):
+                stale.append(change.environment)
+        if stale:
+            raise GitopsError(
+                f"{', '.join(stale)}: changed by another writer in {self.shown_url} while this run compiled "
+                "(replaying would replace its keys or genesis); nothing was published, run again to compile on top of it"
+            )
 
     def _branch_is_current(self, head: str, base: str | None, change: EnvironmentChange) -> bool:
         """True when the review branch already is one chainops commit holding exactly `change`

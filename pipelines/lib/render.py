@@ -38,8 +38,13 @@ def _defined(value: Any) -> Any:
     return value
 
 
+# Characters YAML treats as line breaks or that terminals interpret: always escaped in
+# output (a second line of defence; config.py already refuses them in environment files).
+_ESCAPE = {ord(c): f"\\u{ord(c):04x}" for c in ["\x7f", *map(chr, range(0x80, 0xA0)), "\u2028", "\u2029"]}
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(_defined(value), sort_keys=True, ensure_ascii=False)
+    return json.dumps(_defined(value), sort_keys=True, ensure_ascii=False).translate(_ESCAPE)
 
 
 def b64enc(value: str | bytes) -> str:
