@@ -384,3 +384,37 @@ def test_dagster_cli_materializes_a_registered_partition(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert commit_count(tmp_path / "home" / "gitops.git") == 1
     assert "Chainops-Environment: dev" in git(tmp_path / "home" / "gitops.git", "log", "-1", "--format=%B")
+
+
+def test_gitops_commit_refuses_when_another_writer_changed_the_environment_after_render(workspace, tmp_path):
+    """Between rendered_manifests and gitops_commit another writer publishes the same
+    environment: the commit step must not overwrite it (its keys and lock would be lost)."""
+    assert materialize(workspace, "staging").success
+    git_dir = workspace["home"] / "gitops.git"
+    path = workspace["envs"] / "staging.yaml"
+    path.write_text(path.read_text().replace("rpc: 2", "rpc: 3"))
+    upstream = dg.materialize(
+        [*ASSETS, *CHECKS],
+        partition_key="staging",
+        instance=workspace["instance"],
+        resources={"chainops": workspace["resource"]},
+        selection=["environment_config", "node_keys", "genesis", "rendered_manifests"],
+        raise_on_error=False,
+    )
+    assert upstream.success
+    work = tmp_path / "other-writer"
+    subprocess.run(["git", "clone", "-q", str(git_dir), str(work)], check=True)
+    (work / "rendered" / "staging" / "README.md").write_text("edited elsewhere\n")
+    subprocess.run(["git", "-C", str(work), "-c", "user.name=o", "-c", "user.email=o@o", "commit", "-qam", "other"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "main"], check=True)
+    head = git(git_dir, "rev-parse", "main")
+    publish_only = dg.materialize(
+        [*ASSETS, *CHECKS],
+        partition_key="staging",
+        instance=workspace["instance"],
+        resources={"chainops": workspace["resource"]},
+        selection=["gitops_commit"],
+        raise_on_error=False,
+    )
+    assert not publish_only.success
+    assert git(git_dir, "rev-parse", "main") == head, "nothing may be published over the other writer"

@@ -156,6 +156,7 @@ class CompiledEnvironment:
     validator_changes: tuple[ValidatorChange, ...] = ()
     genesis_changed_from: str | None = None  # the previously locked genesis hash (an allowed reset)
     genesis_differences: tuple[str, ...] = ()
+    compiled_from: dict[str, str] = field(default_factory=dict)  # blob ids of the committed files it was built on
     secrets_provider: str = "sops"  # gitops.secrets.provider
     plaintext_secrets: tuple[str, ...] = ()  # paths of Secrets committed unsealed (provider plaintext): flag them
 
@@ -668,6 +669,7 @@ def render_environment(
         validator_changes=genesis.validator_changes,
         genesis_changed_from=genesis.previous_hash,
         genesis_differences=genesis.differences,
+        compiled_from={path: git_blob_id(data) for path, data in existing.files.items()},
         secrets_provider=sealer.provider,
         plaintext_secrets=tuple(sorted(p for p, _, _ in to_seal)) if sealer.provider == "plaintext" else (),
     )

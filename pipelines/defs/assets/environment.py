@@ -180,6 +180,14 @@ def gitops_commit(
             if environment_config.spec.decommission:  # remove its output in one reviewed commit
                 item = publish.plan_decommission(repo, base, name, review_mode)
             else:
+                at = publish.compile_base(repo, base, name, review_mode)
+                if repo.tree_entries(at, compiler.owned_paths(name)) != rendered_manifests.compiled_from:
+                    # Another writer changed this environment after rendered_manifests read it:
+                    # publishing would overwrite its keys or lock. Nothing is written.
+                    raise GitopsError(
+                        f"{name}: rendered/{name} changed in the GitOps repository since this run compiled it; "
+                        "run the partition again"
+                    )
                 item = publish.plan_compiled(
                     repo, base, rendered_manifests, environment_config.profile.name, review_mode, source
                 )
