@@ -281,43 +281,49 @@ class GitopsRepository:
         environments). Unchanged environments (same blob ids) get no commit."""
         prefixes = tuple(sorted({p for change in changes for p in change.prefixes}))
         state = group_by_prefix(self.tree_entries(base, prefixes) if prefixes else {}, prefixes)
-        stream = bytearray()
-        marked: list[str] = []
-        when = f"{int(time.time())} +0000"
+        planned: list[tuple[EnvironmentChange, dict[str, str], dict[str, str]]] = []
         for change in changes:
             current = {p: sha for prefix in change.prefixes for p, sha in state.get(prefix, {}).items()}
             wanted = {path: git_blob_id(data) for path, data in change.files.items()}
             if current == wanted:
                 continue
-            marked.append(change.environment)
-            message = change.message.encode()
-            stream += b"commit %s\nmark :%d\n" % (IMPORT_REF.encode(), len(marked))
-            for role in (b"author", b"committer"):
-                stream += b"%s %s <%s> %s\n" % (role, AUTHOR_NAME.encode(), AUTHOR_EMAIL.encode(), when.encode())
-            stream += b"data %d\n%s\n" % (len(message), message)
-            if len(marked) > 1:
-                stream += b"from :%d\n" % (len(marked) - 1)
-            elif base is not None:
-                stream += b"from %s\n" % base.encode()
-            for path in sorted(set(current) - set(wanted)):
-                stream += b"D %s\n" % _quote_path(path)
-            for path, data in sorted(change.files.items()):
-                if current.get(path) != wanted[path]:
-                    stream += b"M 100644 inline %s\ndata %d\n%s\n" % (_quote_path(path), len(data), data)
+            planned.append((change, current, wanted))
             for prefix in change.prefixes:
                 state[prefix] = {}
             for prefix, entries in group_by_prefix(wanted, change.prefixes).items():
                 state[prefix] = entries
-        if not marked:
+        if not planned:
             return base, {}
+        marked = [change.environment for change, _, _ in planned]
         with tempfile.NamedTemporaryFile(dir=self.cache_path, prefix="chainops-marks-") as marks:
-            self._git_with_input(
-                ["fast-import", "--quiet", "--done", f"--export-marks={marks.name}"], bytes(stream) + b"done\n", {}
-            )
+            self._fast_import(_import_stream(planned, base), marks.name)
             ids = dict(line.split() for line in Path(marks.name).read_text().splitlines())
         self.repo.git.update_ref("-d", IMPORT_REF)
         commits = {env: ids[f":{i}"] for i, env in enumerate(marked, start=1)}
         return commits[marked[-1]], commits
+
+    def _fast_import(self, chunks: Iterator[bytes], marks: str) -> None:
+        """Stream the import to `git fast-import` chunk by chunk: a run never holds a second
+        copy of every file it publishes."""
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen(
+                ["git", "--git-dir", str(self.cache_path), "fast-import", "--quiet", "--done", f"--export-marks={marks}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
+            assert proc.stdin is not None
+            try:
+                for chunk in chunks:
+                    proc.stdin.write(chunk)
+                proc.stdin.write(b"done\n")
+            except BrokenPipeError:
+                pass  # fast-import stopped early; its exit status and stderr say why
+            finally:
+                proc.stdin.close()
+            if proc.wait() != 0:
+                errors.seek(0)
+                raise GitopsError(f"git fast-import failed: {errors.read().decode(errors='replace').strip()}")
 
     def _git_with_input(self, args: list[str], data: bytes, env: Mapping[str, str]) -> str:
         """Run a git command fed on stdin (GitPython's istream needs a real file descriptor)."""
@@ -456,6 +462,30 @@ class GitopsRepository:
             self.repo.git.update_ref(f"refs/remotes/origin/{branch}", commit)
             return BranchResult(branch, commit, True, attempt)
         raise GitopsError(f"push of {branch} to {self.shown_url} was rejected {MAX_PUSH_ATTEMPTS} times")
+
+
+def _import_stream(
+    planned: Sequence[tuple[EnvironmentChange, dict[str, str], dict[str, str]]], base: str | None
+) -> Iterator[bytes]:
+    """fast-import commands: one commit per planned change, each on top of the previous."""
+    when = f"{int(time.time())} +0000".encode()
+    for mark, (change, current, wanted) in enumerate(planned, start=1):
+        message = change.message.encode()
+        head = b"commit %s\nmark :%d\n" % (IMPORT_REF.encode(), mark)
+        for role in (b"author", b"committer"):
+            head += b"%s %s <%s> %s\n" % (role, AUTHOR_NAME.encode(), AUTHOR_EMAIL.encode(), when)
+        head += b"data %d\n%s\n" % (len(message), message)
+        if mark > 1:
+            head += b"from :%d\n" % (mark - 1)
+        elif base is not None:
+            head += b"from %s\n" % base.encode()
+        for path in sorted(set(current) - set(wanted)):
+            head += b"D %s\n" % _quote_path(path)
+        yield head
+        for path, data in sorted(change.files.items()):
+            if current.get(path) != wanted[path]:
+                yield b"M 100644 inline %s\ndata %d\n" % (_quote_path(path), len(data))
+                yield data + b"\n"
 
 
 def group_by_prefix(entries: Mapping[str, str], prefixes: Sequence[str]) -> dict[str, dict[str, str]]:

@@ -197,7 +197,7 @@ def _genesis(files: Mapping[str, bytes], environment: str) -> dict[str, Any] | N
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=1024)
 def _load_documents(data: bytes) -> list[Any]:
     """Parsed documents by content: a summary parses the same unchanged bytes before and
     after, and thousands of environments share identical files. Callers only read them."""
