@@ -753,20 +753,6 @@ def rendered_environments(repo: GitopsRepository, base: str | None) -> set[str]:
     return {path.split("/")[1] for path in repo.tree_entries(base, ("rendered",))}
 
 
-def change_summary(before: dict[str, str], files: dict[str, bytes]) -> str:
-    """A short Markdown list of files added, changed and removed (paths only, never contents)."""
-    after = {path: git_blob_id(data) for path, data in files.items()}
-    added = sorted(set(after) - set(before))
-    removed = sorted(set(before) - set(after))
-    changed = sorted(p for p in set(after) & set(before) if after[p] != before[p])
-    if not (added or removed or changed):
-        return "No changes."
-    lines = []
-    for label, paths in (("added", added), ("changed", changed), ("removed", removed)):
-        lines += [f"- {label}: `{p}`" for p in paths]
-    return "\n".join(lines)
-
-
 # -- whole environments ----------------------------------------------------------------
 def compile_environment(
     config: EnvironmentConfig, existing: ExistingEnvironment, ctx: CompileContext, allow_genesis_change: bool = False

@@ -18,13 +18,11 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import git
 from filelock import FileLock
-from gitdb import IStream
 
 AUTHOR_NAME = "chainops"
 AUTHOR_EMAIL = "chainops@localhost"
@@ -32,7 +30,6 @@ AUTHOR_EMAIL = "chainops@localhost"
 # lands within N+1 attempts; 10 covers the 8-way test with room, the jitter breaks lockstep.
 MAX_PUSH_ATTEMPTS = 10
 RETRY_BASE_DELAY = 0.05
-EMPTY_SHA = "0" * 40
 IMPORT_REF = "refs/chainops/import"  # scratch ref for fast-import; deleted after each batch
 REVIEW_BRANCH_PREFIX = "chainops/"
 TOKEN_ENV = "CHAINOPS_GIT_TOKEN"
@@ -259,10 +256,6 @@ class GitopsRepository:
         return self.read_blobs(self.tree_entries(base, paths))
 
     # -- writing ---------------------------------------------------------------------
-    def _write_blob(self, data: bytes) -> str:
-        hexsha = self.repo.odb.store(IStream(b"blob", len(data), BytesIO(data))).hexsha
-        return hexsha.decode() if isinstance(hexsha, bytes) else hexsha
-
     def differs(self, base: str | None, change: EnvironmentChange) -> bool:
         """Whether `change` would alter the tree at `base` (blob ids compared, never mtimes)."""
         wanted = {path: git_blob_id(data) for path, data in change.files.items()}
@@ -324,19 +317,6 @@ class GitopsRepository:
             if proc.wait() != 0:
                 errors.seek(0)
                 raise GitopsError(f"git fast-import failed: {errors.read().decode(errors='replace').strip()}")
-
-    def _git_with_input(self, args: list[str], data: bytes, env: Mapping[str, str]) -> str:
-        """Run a git command fed on stdin (GitPython's istream needs a real file descriptor)."""
-        proc = subprocess.run(
-            ["git", "--git-dir", str(self.cache_path), *args],
-            input=data,
-            capture_output=True,
-            env={**os.environ, **env},
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise GitopsError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
-        return proc.stdout.decode().strip()
 
     def _push(self, refspec: str, *options: str) -> bool:
         """Push one refspec; False when another writer got there first (retry after a fetch)."""
@@ -510,33 +490,6 @@ def _quote_path(path: str) -> bytes:
     return path.encode()
 
 
-class _temporary_index:
-    """A private index file so concurrent plumbing never shares git's default index."""
-
-    def __init__(self, git_dir: Path):
-        self.git_dir = git_dir
-        self.path: str | None = None
-
-    def __enter__(self) -> dict[str, str]:
-        fd, self.path = tempfile.mkstemp(prefix="chainops-index-", dir=self.git_dir)
-        os.close(fd)
-        os.unlink(self.path)
-        return {"GIT_INDEX_FILE": self.path}
-
-    def __exit__(self, *exc: object) -> None:
-        if self.path:
-            Path(self.path).unlink(missing_ok=True)
-
-
-def _author_env() -> dict[str, str]:
-    return {
-        "GIT_AUTHOR_NAME": AUTHOR_NAME,
-        "GIT_AUTHOR_EMAIL": AUTHOR_EMAIL,
-        "GIT_COMMITTER_NAME": AUTHOR_NAME,
-        "GIT_COMMITTER_EMAIL": AUTHOR_EMAIL,
-    }
-
-
 def _backoff(attempt: int) -> None:
     """Jittered pause so racing writers stop retrying in lockstep."""
     time.sleep(random.uniform(0, RETRY_BASE_DELAY * (2 ** min(attempt, 5))))
@@ -546,8 +499,3 @@ def _stderr(exc: git.GitCommandError) -> str:
     text = (exc.stderr or str(exc)).strip().replace("\n", " ")
     return redact(text.removeprefix("stderr: ").strip("' "))
 
-
-def iter_history(url: str, branch: str) -> Iterator[str]:
-    """Commit ids of a branch, newest first (used by tests and the CLI's summary)."""
-    with git.Repo(repo_url(url)) as repo:
-        yield from (c.hexsha for c in repo.iter_commits(branch))
