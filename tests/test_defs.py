@@ -418,3 +418,23 @@ def test_gitops_commit_refuses_when_another_writer_changed_the_environment_after
     )
     assert not publish_only.success
     assert git(git_dir, "rev-parse", "main") == head, "nothing may be published over the other writer"
+
+
+def test_two_environments_rendered_before_either_publishes_both_commit(workspace):
+    """A backfill renders partitions in parallel: the shared .sops.yaml that the first
+    publish adds is not a conflict for the second."""
+    def run(partition: str, selection: list[str]):
+        return dg.materialize(
+            [*ASSETS, *CHECKS],
+            partition_key=partition,
+            instance=workspace["instance"],
+            resources={"chainops": workspace["resource"]},
+            selection=selection,
+            raise_on_error=False,
+        )
+
+    upstream = ["environment_config", "node_keys", "genesis", "rendered_manifests"]
+    assert run("dev", upstream).success and run("staging", upstream).success
+    assert run("dev", ["gitops_commit"]).success
+    assert run("staging", ["gitops_commit"]).success
+    assert commit_count(workspace["home"] / "gitops.git") == 2

@@ -21,7 +21,6 @@ from typing import Any
 
 import git
 import pyrage
-from eth_keyfile import decode_keyfile_json
 
 from pipelines.lib import genesis as genesis_lib
 from pipelines.lib.chart_values import pod_host, render_objects
@@ -68,6 +67,7 @@ from pipelines.lib.sealing import (
 VERSION = "0.1.0"
 SOPS_PATH_REGEX = r"^rendered/[^/]+/[^/]+/secret-[^/]+\.yaml$"
 LOCK_FILE = "network.lock.json"
+SOPS_CONFIG_FILE = ".sops.yaml"
 GENESIS_FILE = "genesis.json"
 
 
@@ -169,9 +169,15 @@ def bootstrap_path(name: str) -> str:
     return f"bootstrap/{name}.yaml"
 
 
+def environment_paths(name: str) -> tuple[str, ...]:
+    """The paths only this environment writes."""
+    return (env_dir(name).rstrip("/"), bootstrap_path(name))
+
+
 def owned_paths(name: str) -> tuple[str, ...]:
-    """The paths an environment owns in the GitOps repository (and nothing else)."""
-    return (env_dir(name).rstrip("/"), bootstrap_path(name), ".sops.yaml")
+    """The paths an environment's commit replaces: its own plus the shared `.sops.yaml`
+    (identical for every environment of a repository)."""
+    return (*environment_paths(name), SOPS_CONFIG_FILE)
 
 
 def pyrage_identity(identity: AgeIdentity) -> pyrage.x25519.Identity:
@@ -294,6 +300,8 @@ def material_from_secret_data(name: str, data: dict[str, str]) -> PrivateKeyMate
     if "nodekey" in data:
         return PrivateKeyMaterial(data["nodekey"], data.get("keystore.json"), data.get("password"))
     if "keystore.json" in data and "password" in data:
+        from eth_keyfile import decode_keyfile_json  # lazy: it loads py_ecc's BLS (~0.4 s at start-up)
+
         private_key = decode_keyfile_json(json.loads(data["keystore.json"]), data["password"].encode())
         return PrivateKeyMaterial(private_key.hex(), data["keystore.json"], data["password"])
     raise KeyPolicyError(f"{name}: its committed Secret has neither a nodekey nor a keystore with password")
@@ -657,7 +665,7 @@ def render_environment(
     if problems:
         raise ManifestValidationError("\n".join(f"{p.path}: {p.kind}/{p.name}: {p.message}" for p in problems))
     files[bootstrap_path(config.name)] = "---\n".join(dump_yaml(o) for o in bootstrap).encode()
-    files[".sops.yaml"] = sops_config_yaml(SOPS_PATH_REGEX, [ctx.identity.recipient])
+    files[SOPS_CONFIG_FILE] = sops_config_yaml(SOPS_PATH_REGEX, [ctx.identity.recipient])
     return CompiledEnvironment(
         name=config.name,
         files=files,

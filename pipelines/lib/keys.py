@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 
 import coincurve
 import pyrage
-from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from eth_hash.auto import keccak
-from eth_keyfile import create_keyfile_json
 from eth_utils import to_checksum_address
 
 from pipelines.lib.config import EnvironmentConfig
@@ -121,6 +119,8 @@ def address_of_public_key(public_key: bytes) -> str:
 def make_keystore(private_key: bytes) -> tuple[str, str]:
     """A V3 keystore (scrypt) and its random password."""
     password = secrets.token_urlsafe(32)
+    from eth_keyfile import create_keyfile_json  # lazy: it loads py_ecc's BLS (~0.4 s at start-up)
+
     keystore = create_keyfile_json(private_key, password.encode(), kdf="scrypt", iterations=KEYSTORE_SCRYPT_N)
     return json.dumps(keystore, sort_keys=True, separators=(",", ":")), password
 
@@ -408,6 +408,8 @@ def mnemonic_deriver(config: EnvironmentConfig, mnemonic: str | None = None) -> 
             f"{config.source_path}: keys.source: mnemonic needs the {MNEMONIC_ENV} environment variable "
             "(a BIP-39 mnemonic); it is not set"
         )
+    from eth_account.hdaccount import key_from_seed, seed_from_mnemonic  # lazy, like eth_keyfile above
+
     try:
         seed = seed_from_mnemonic(" ".join(words.split()), "")
     except Exception:

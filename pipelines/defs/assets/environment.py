@@ -181,7 +181,10 @@ def gitops_commit(
                 item = publish.plan_decommission(repo, base, name, review_mode)
             else:
                 at = publish.compile_base(repo, base, name, review_mode)
-                if repo.tree_entries(at, compiler.owned_paths(name)) != rendered_manifests.compiled_from:
+                compiled_from = {
+                    p: sha for p, sha in rendered_manifests.compiled_from.items() if p != compiler.SOPS_CONFIG_FILE
+                }
+                if repo.tree_entries(at, compiler.environment_paths(name)) != compiled_from:
                     # Another writer changed this environment after rendered_manifests read it:
                     # publishing would overwrite its keys or lock. Nothing is written.
                     raise GitopsError(
