@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import git
-import pyrage
 
 from pipelines.lib import genesis as genesis_lib
 from pipelines.lib.chart_values import pod_host, render_objects
@@ -51,7 +50,7 @@ from pipelines.lib.manifests import (
     object_filename,
     validator_for,
 )
-from pipelines.lib.review import README_FILE, ReviewSummary, commit_lines, network_readme
+from pipelines.lib.review import README_FILE, VOTE_METHODS, ReviewSummary, VoteCall, commit_lines, network_readme
 from pipelines.lib.sealed_secrets import CertificateError, SealedSecretsSealer, load_certificate, resolve_cert_path
 from pipelines.lib.sealing import (
     AgeIdentity,
@@ -180,14 +179,6 @@ def owned_paths(name: str) -> tuple[str, ...]:
     return (*environment_paths(name), SOPS_CONFIG_FILE)
 
 
-def pyrage_identity(identity: AgeIdentity) -> pyrage.x25519.Identity:
-    """The pipeline's age identity as a pyrage object (the file may hold comments)."""
-    for line in identity.path.read_text().splitlines():
-        if line.startswith("AGE-SECRET-KEY-"):
-            return pyrage.x25519.Identity.from_str(line.strip())
-    raise GuardError(f"{identity.path}: no age identity in the file")
-
-
 # -- keys ------------------------------------------------------------------------------
 def escrow_path(name: str) -> str:
     """The environment's key escrow: private keys for the pipeline identity only (not applied)."""
@@ -196,7 +187,7 @@ def escrow_path(name: str) -> str:
 
 def fingerprint_key(config: EnvironmentConfig, identity: AgeIdentity) -> bytes:
     """Key of the sealed-content HMACs: derived from the pipeline identity, never stored."""
-    return bytes.fromhex(derive_shared_secret(str(pyrage_identity(identity)), config.name, "sealed-content-hmac"))
+    return bytes.fromhex(derive_shared_secret(str(identity.secret()), config.name, "sealed-content-hmac"))
 
 
 def sealer_for(config: EnvironmentConfig, identity: AgeIdentity) -> Sealer:
@@ -233,7 +224,7 @@ def _locked_secrets(lock: dict[str, Any]) -> list[tuple[str, str]]:
 
 def read_escrow(existing: ExistingEnvironment, identity: AgeIdentity) -> Escrow | None:
     data = existing.files.get(escrow_path(existing.name))
-    return open_escrow(data, pyrage_identity(identity), existing.name) if data else None
+    return open_escrow(data, identity.secret(), existing.name) if data else None
 
 
 def recover_private_keys(
@@ -328,7 +319,7 @@ def shared_secrets(config: EnvironmentConfig, identity: AgeIdentity) -> dict[str
     """Secrets every node of the network shares (ethstats' WS secret), keyed `shared/<purpose>`."""
     if not config.spec.ethstats.enabled:
         return {}
-    secret = str(pyrage_identity(identity))
+    secret = str(identity.secret())
     return {"shared/ethstats": PrivateKeyMaterial(derive_shared_secret(secret, config.name, "ethstats"))}
 
 
@@ -359,13 +350,12 @@ def seal_secrets(
     keys = {name: m for name, m in privates.items() if not name.startswith("shared/")}
     path = escrow_path(config.name)
     sealed_files[path] = seal_escrow(
-        config.name, Escrow(keys, records), identity.recipient, existing.files.get(path), pyrage_identity(identity)
+        config.name, Escrow(keys, records), identity.recipient, existing.files.get(path), identity.secret()
     )
     return sealed_files
 
 
 # -- genesis ---------------------------------------------------------------------------
-VOTE_METHODS = {"qbft": "qbft_proposeValidatorVote", "ibft2": "ibft_proposeValidatorVote", "clique": "clique_propose"}
 
 
 @dataclass(frozen=True)
@@ -451,10 +441,8 @@ def _vote(config: EnvironmentConfig, address: str, node: str | None, action: str
             "(a transaction from an account the contract authorises)"
         )
     else:
-        method = VOTE_METHODS[network.consensus]
-        instruction = (
-            f'{method}("{address}", {"true" if action == "add" else "false"}) on more than half of the current validators'
-        )
+        call = VoteCall(VOTE_METHODS[network.consensus], address, action == "add", node or "").call
+        instruction = f"{call} on more than half of the current validators"
     return ValidatorChange(address, node, action, instruction)
 
 
@@ -471,9 +459,10 @@ def compute_genesis(
     ordered = tuple(genesis_lib.canonical_validator_order(validators)) if validators else ()
     locked_hash = lock.get("genesisHash") if lock else None
     previous_doc = _previous_genesis(existing)
-    changed = locked_hash is not None and (
+    file_sha256 = hashlib.sha256(json_bytes).hexdigest()
+    changed = lock is not None and locked_hash is not None and (
         locked_hash != block_hash
-        or (lock or {}).get("genesisFileSha256", hashlib.sha256(json_bytes).hexdigest()) != hashlib.sha256(json_bytes).hexdigest()
+        or lock.get("genesisFileSha256", file_sha256) != file_sha256
         or (previous_doc is not None and previous_doc != document)
     )
     return GenesisResult(
@@ -624,7 +613,7 @@ def render_environment(
     ctx: CompileContext,
 ) -> CompiledEnvironment:
     """Render, seal and validate every file of the environment (nothing touches disk)."""
-    privates = open_private_bundle(keys.sealed_private, pyrage_identity(ctx.identity))
+    privates = open_private_bundle(keys.sealed_private, ctx.identity.secret())
     objects = render_objects(config, keys, genesis.block_hash, genesis.json_bytes, privates, ctx.charts_dir)
     base = env_dir(config.name)
     files: dict[str, bytes] = {}

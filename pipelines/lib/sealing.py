@@ -142,16 +142,20 @@ class AgeIdentity:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise SealingError(f"{path}: cannot read age identity ({type(exc).__name__})") from None
-        return cls(path=path, recipient=_recipient_of(text, path))
+        return cls(path=path, recipient=str(_identity_of(text, path).to_public()))
+
+    def secret(self) -> pyrage.x25519.Identity:
+        """The private identity, read from the file when needed and never kept on `self`."""
+        return _identity_of(self.path.read_text(encoding="utf-8"), self.path)
 
 
-def _recipient_of(identity_text: str, path: Path) -> str:
-    """Public recipient of the first identity in the file (age-keygen layout)."""
+def _identity_of(identity_text: str, path: Path) -> pyrage.x25519.Identity:
+    """The first identity in the file (age-keygen layout; comments allowed)."""
     for line in identity_text.splitlines():
         line = line.strip()
         if line.startswith(_SECRET_KEY_PREFIX):
             try:
-                return str(pyrage.x25519.Identity.from_str(line).to_public())
+                return pyrage.x25519.Identity.from_str(line)
             except Exception:  # pyrage.IdentityError; its text is not needed
                 break
     raise SealingError(f"{path}: no valid age identity (AGE-SECRET-KEY-1...) found")

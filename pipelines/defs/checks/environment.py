@@ -169,7 +169,7 @@ def no_plaintext_secrets(
     plaintext_allowed = environment_config.spec.gitops.secrets.provider == "plaintext"
     secrets = [p for p, obj in compiler.parse_files(rendered_manifests).items() if obj.get("kind") == "Secret"]
     unsealed = sorted(p for p in secrets if not is_sops_encrypted(rendered_manifests.files[p]))
-    privates = open_private_bundle(node_keys.sealed_private, compiler.pyrage_identity(chainops.identity()))
+    privates = open_private_bundle(node_keys.sealed_private, chainops.identity().secret())
     leaking = files_holding_private_material(rendered_manifests.files, privates, skip=unsealed if plaintext_allowed else ())
     metadata = {
         "unsealed_secrets": dg.MetadataValue.json(unsealed),
