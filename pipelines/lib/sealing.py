@@ -36,8 +36,6 @@ All providers (:class:`SopsSealer`, :class:`PlaintextSealer` and
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -61,6 +59,7 @@ import pyrage
 import yaml
 
 from pipelines.lib.manifests import dump_yaml
+from pipelines.lib.sops_writer import SopsFormatError, encrypt_document
 
 __all__ = [
     "ENCRYPTED_REGEX",
@@ -415,33 +414,10 @@ def _canonical_json(document: Any) -> bytes:
     return text.encode("utf-8")
 
 
-def _sensitive_strings(secret: Mapping[str, Any]) -> list[str]:
-    """Values whose appearance in sops' stderr means it must be withheld."""
-    found: list[str] = []
-    for field in SECRET_FIELDS:
-        values = secret.get(field)
-        if not isinstance(values, Mapping):
-            continue
-        for value in values.values():
-            if isinstance(value, str) and value:
-                found.append(value)
-                if field == "data":
-                    found.extend(_decoded_base64(value))
-    return found
-
-
-def _decoded_base64(value: str) -> list[str]:
-    try:
-        decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return []
-    return [decoded] if decoded else []
-
-
-def _safe_stderr(stderr: bytes, sensitive: Sequence[str]) -> str:
+def _safe_stderr(stderr: bytes) -> str:
     """sops' stderr for an error message, or a placeholder if it may leak."""
     text = stderr.decode("utf-8", errors="replace").strip()
-    if _SECRET_KEY_MARKER in text.lower() or any(s in text for s in sensitive):
+    if _SECRET_KEY_MARKER in text.lower():
         return _WITHHELD
     if len(text) > _STDERR_LIMIT:
         text = text[:_STDERR_LIMIT] + " …"
@@ -626,7 +602,7 @@ class SopsSealer:
         payload = _canonical_json(secret)
         if existing is not None and self._reusable(existing, payload):
             return existing
-        return self._encrypt(payload, _sensitive_strings(secret))
+        return self._encrypt(payload)
 
     def unseal(self, sealed: bytes) -> dict:
         """Decrypt a sealed manifest with the pipeline identity (MAC verified)."""
@@ -684,18 +660,14 @@ class SopsSealer:
             return False
         return _canonical_json(self.unseal(existing)) == payload
 
-    def _encrypt(self, payload: bytes, sensitive: Sequence[str]) -> bytes:
-        sealed = self._run_sops(
-            ["encrypt", "--input-type", "json", "--output-type", "yaml",
-             "--filename-override", "secret.yaml",
-             "--age", ",".join(self.recipients),
-             "--encrypted-regex", ENCRYPTED_REGEX, "/dev/stdin"],
-            payload,
-            action="encrypt",
-            sensitive=sensitive,
-        )
+    def _encrypt(self, payload: bytes) -> bytes:
+        """Seal in-process (see ``sops_writer``); the sops binary stays the reader."""
+        try:
+            sealed = encrypt_document(json.loads(payload), self.recipients, ENCRYPTED_REGEX)
+        except SopsFormatError as exc:
+            raise SealingError(f"cannot seal Secret: {exc}") from None
         if not is_sops_encrypted(sealed):  # never hand plaintext onwards
-            raise SealingError("sops output is not a fully encrypted SOPS document")
+            raise SealingError("sealed output is not a fully encrypted SOPS document")
         return sealed
 
     def _environment(self, key_file: Path | None) -> dict[str, str]:
@@ -712,7 +684,6 @@ class SopsSealer:
         *,
         action: str,
         key_file: Path | None = None,
-        sensitive: Sequence[str] = (),
     ) -> bytes:
         """Run sops with plaintext on stdin only; errors carry vetted stderr."""
         command = [sops_binary(), "--disable-version-check", "--config", str(self._config), *args]
@@ -734,6 +705,6 @@ class SopsSealer:
         if failure is not None:  # raised outside the except block: no chained context
             raise SealingError(failure)
         if proc.returncode != 0:
-            detail = _safe_stderr(proc.stderr, sensitive)
+            detail = _safe_stderr(proc.stderr)
             raise SealingError(f"sops {action} failed (exit {proc.returncode}): {detail}")
         return proc.stdout
