@@ -200,13 +200,16 @@ def cmd_compile(args: argparse.Namespace) -> int:
         todo = [c for c in selection.compile if c.name not in skipped]
         # Compile everything before writing anything: one bad environment publishes nothing.
         tasks = []
+        on_base: dict[str, dict[str, bytes]] = {}  # environments compiled on the target's own files
         for c in todo:
             at = publish.compile_base(repo, base, c.name, c.spec.gitops.review)
             existing = compiler.ExistingEnvironment(c.name, repo.read_files(at, compiler.owned_paths(c.name)))
+            if at == base:
+                on_base[c.name] = existing.files
             tasks.append((c, existing, ctx, c.name in args.allow_genesis_change))
         compiled = compiler.compile_many(tasks, args.jobs or os.cpu_count() or 1)
         items = [
-            publish.plan_compiled(repo, base, c, cfg.profile.name, cfg.spec.gitops.review, source)
+            publish.plan_compiled(repo, base, c, cfg.profile.name, cfg.spec.gitops.review, source, on_base.get(c.name))
             for c, cfg in zip(compiled, todo)
         ]
         items += [

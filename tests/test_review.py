@@ -301,3 +301,35 @@ def test_markdown_blocks_are_separated_so_renderers_keep_them_apart():
             assert not (previous.startswith(">") and line and not line.startswith(">")), (previous, line)
             if line.startswith(("### ", "> [!")):
                 assert previous == "", line
+
+
+# --------------------------------------------------------------------------- worker summaries
+
+
+def test_a_worker_summary_is_reused_only_for_the_files_it_was_compiled_from(tmp_path):
+    """Compile workers summarise against the files they compiled from; publishing reuses
+    that summary only when the base holds exactly those files, otherwise it recomputes."""
+    from pipelines.lib import publish
+    from pipelines.lib.compiler import CompileContext, ExistingEnvironment, PublishTarget, compile_environment
+    from pipelines.lib.config import parse_environment
+    from pipelines.lib.sealing import AgeIdentity
+    from tests.conftest import EXAMPLES, REPO_ROOT
+
+    home = tmp_path / "home"
+    ctx = CompileContext(REPO_ROOT / "chart_sources", AgeIdentity.load_or_create(home),
+                         PublishTarget(str(home / "gitops.git"), "main"))
+    source = EXAMPLES / "staging.yaml"
+    config = parse_environment("staging", source.read_text(), str(source))
+    first = compile_environment(config, ExistingEnvironment("staging"), ctx)
+    assert first.summary == review.build_summary("staging", {}, first.files)
+    assert first.summary.kind == "new"
+
+    grown = parse_environment("staging", source.read_text().replace("rpc: 2", "rpc: 3"), str(source))
+    second = compile_environment(grown, ExistingEnvironment("staging", dict(first.files)), ctx)
+    recomputed = review.build_summary("staging", first.files, second.files)
+    assert second.summary == recomputed and second.summary.kind == "update"
+
+    reused = publish.plan_compiled(None, None, second, config.profile.name, "direct", None, before=dict(first.files))
+    assert reused.summary is second.summary
+    other_base = publish.plan_compiled(None, None, second, config.profile.name, "direct", None, before={})
+    assert other_base.summary is not second.summary and other_base.summary.kind == "new"

@@ -13,8 +13,10 @@ import json
 import multiprocessing
 import re
 import sys
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,15 @@ from pipelines.lib.manifests import (
     object_filename,
     validator_for,
 )
-from pipelines.lib.review import README_FILE, VOTE_METHODS, ReviewSummary, VoteCall, commit_lines, network_readme
+from pipelines.lib.review import (
+    README_FILE,
+    VOTE_METHODS,
+    ReviewSummary,
+    VoteCall,
+    build_summary,
+    commit_lines,
+    network_readme,
+)
 from pipelines.lib.sealed_secrets import CertificateError, SealedSecretsSealer, load_certificate, resolve_cert_path
 from pipelines.lib.sealing import (
     AgeIdentity,
@@ -107,6 +117,21 @@ class CompileContext:
     target: PublishTarget
 
 
+@dataclass
+class StageTimes:
+    """Seconds spent per compile stage of one environment (for benchmarks and profiling)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
 @dataclass(frozen=True)
 class ExistingEnvironment:
     """What the GitOps repository holds for one environment (all public or sealed)."""
@@ -158,6 +183,14 @@ class CompiledEnvironment:
     compiled_from: dict[str, str] = field(default_factory=dict)  # blob ids of the committed files it was built on
     secrets_provider: str = "sops"  # gitops.secrets.provider
     plaintext_secrets: tuple[str, ...] = ()  # paths of Secrets committed unsealed (provider plaintext): flag them
+    # The review summary against the files it was compiled from, computed where it was
+    # compiled (in parallel); valid for another base only if that base holds the same files.
+    summary: ReviewSummary | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+
+    def built_on(self, files: Mapping[str, bytes]) -> bool:
+        """Whether ``files`` are exactly the committed files this environment was compiled from."""
+        return {path: git_blob_id(data) for path, data in files.items()} == self.compiled_from
 
 
 def env_dir(name: str) -> str:
@@ -611,10 +644,13 @@ def render_environment(
     genesis: GenesisResult,
     existing: ExistingEnvironment,
     ctx: CompileContext,
+    times: StageTimes | None = None,
 ) -> CompiledEnvironment:
     """Render, seal and validate every file of the environment (nothing touches disk)."""
+    times = times or StageTimes()
     privates = open_private_bundle(keys.sealed_private, ctx.identity.secret())
-    objects = render_objects(config, keys, genesis.block_hash, genesis.json_bytes, privates, ctx.charts_dir)
+    with times.stage("render"):
+        objects = render_objects(config, keys, genesis.block_hash, genesis.json_bytes, privates, ctx.charts_dir)
     base = env_dir(config.name)
     files: dict[str, bytes] = {}
     to_seal: list[tuple[str, dict, bytes | None]] = []
@@ -627,15 +663,18 @@ def render_environment(
         path = f"{base}{rendered.chart}/{object_filename({**rendered.obj, 'kind': kind})}"
         if path in files or any(path == p for p, _, _ in to_seal):
             raise ManifestValidationError(f"{path}: two objects render to the same file")
-        problems.extend(validator.validate(rendered.obj, path))
+        with times.stage("validate"):
+            problems.extend(validator.validate(rendered.obj, path))
         if rendered.obj["kind"] == "Secret":
             to_seal.append((path, rendered.obj, existing.files.get(path)))
         else:
-            files[path] = dump_yaml(rendered.obj).encode()
+            with times.stage("render"):
+                files[path] = dump_yaml(rendered.obj).encode()
     if problems:
         raise ManifestValidationError("\n".join(f"{p.path}: {p.kind}/{p.name}: {p.message}" for p in problems))
     try:
-        sealed_files = seal_secrets(config, to_seal, privates, existing, ctx.identity, sealer)
+        with times.stage("seal"):
+            sealed_files = seal_secrets(config, to_seal, privates, existing, ctx.identity, sealer)
     finally:
         sealer.close()
     if sealer.provider != "sops":  # our own YAML: check it like every other object
@@ -647,7 +686,8 @@ def render_environment(
     files[base + GENESIS_FILE] = genesis.json_bytes
     resources = sorted(p[len(base) :] for p in files if p.endswith(".yaml"))
     files[base + "kustomization.yaml"] = dump_yaml(kustomization(resources)).encode()
-    files[base + README_FILE] = network_readme(config, lock, files)  # for people; not in the kustomization
+    with times.stage("review"):
+        files[base + README_FILE] = network_readme(config, lock, files)  # for people; not in the kustomization
     bootstrap = bootstrap_objects(config, ctx.target)
     for obj in bootstrap:
         problems.extend(validator.validate(obj, bootstrap_path(config.name)))
@@ -655,6 +695,8 @@ def render_environment(
         raise ManifestValidationError("\n".join(f"{p.path}: {p.kind}/{p.name}: {p.message}" for p in problems))
     files[bootstrap_path(config.name)] = "---\n".join(dump_yaml(o) for o in bootstrap).encode()
     files[SOPS_CONFIG_FILE] = sops_config_yaml(SOPS_PATH_REGEX, [ctx.identity.recipient])
+    with times.stage("review"):
+        summary = build_summary(config.name, existing.files, files)
     return CompiledEnvironment(
         name=config.name,
         files=files,
@@ -669,6 +711,8 @@ def render_environment(
         compiled_from={path: git_blob_id(data) for path, data in existing.files.items()},
         secrets_provider=sealer.provider,
         plaintext_secrets=tuple(sorted(p for p, _, _ in to_seal)) if sealer.provider == "plaintext" else (),
+        summary=summary,
+        stage_seconds=times.seconds,
     )
 
 
@@ -755,10 +799,13 @@ def compile_environment(
     config: EnvironmentConfig, existing: ExistingEnvironment, ctx: CompileContext, allow_genesis_change: bool = False
 ) -> CompiledEnvironment:
     """Keys, genesis (with the lock guard) and rendered, sealed, validated files: all in memory."""
-    keys = compute_keys(config, existing, ctx.identity)
-    genesis = compute_genesis(config, keys, existing, allow_genesis_change)
-    check_genesis_lock(config, existing.lock, genesis, allow_genesis_change)
-    return render_environment(config, keys, genesis, existing, ctx)
+    times = StageTimes()
+    with times.stage("keys"):
+        keys = compute_keys(config, existing, ctx.identity)
+    with times.stage("genesis"):
+        genesis = compute_genesis(config, keys, existing, allow_genesis_change)
+        check_genesis_lock(config, existing.lock, genesis, allow_genesis_change)
+    return render_environment(config, keys, genesis, existing, ctx, times)
 
 
 def _compile_task(task: tuple[EnvironmentConfig, ExistingEnvironment, CompileContext, bool]) -> CompiledEnvironment:

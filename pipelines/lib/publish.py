@@ -13,7 +13,7 @@ base commit and the compiled files, so the commit message, the PR body and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -79,10 +79,16 @@ def plan_compiled(
     profile: str,
     review_mode: ReviewMode,
     source_commit: str | None,
+    before: Mapping[str, bytes] | None = None,
 ) -> PublishItem:
-    """Summary against the base commit, and the change whose message carries it."""
-    before = repo.read_files(base, compiled.prefixes)
-    summary = review.build_summary(compiled.name, before, compiled.files)
+    """Summary against the base commit (``before``: its files, when the caller has them),
+    and the change whose message carries it."""
+    if before is None:
+        before = repo.read_files(base, compiled.prefixes)
+    if compiled.summary is not None and compiled.built_on(before):
+        summary = compiled.summary  # made by the compile worker against these very files
+    else:
+        summary = review.build_summary(compiled.name, before, compiled.files)
     change = compiler.to_change(compiled, profile, source_commit, summary)
     return PublishItem(compiled.name, change, review_mode, summary)
 

@@ -1,22 +1,23 @@
 """Seal Kubernetes Secrets with SOPS + age so that they can be committed to Git.
 
 Only ``data``/``stringData`` are encrypted; metadata stays readable for review.
-Plaintext reaches the ``sops`` binary through stdin only and is never written to
-disk, logged, or put into an exception message.
+Encryption runs in-process (:mod:`pipelines.lib.sops_writer`, which writes the SOPS v3
+format with pyrage and AES-GCM; one sops process per Secret was the floor of a full
+compile). The real ``sops`` binary is the reader: every decryption, and the tests'
+second route, goes through it. Plaintext reaches it through stdin only and is never
+written to disk, logged, or put into an exception message.
 
 Why things are done the way they are (all verified against sops 3.11.0):
 
-* The document is handed to sops as **JSON**, not YAML. sops parses YAML as
-  YAML 1.2, PyYAML writes YAML 1.1: a password such as ``0o17`` or ``1e3`` is
-  emitted plain by PyYAML and sops would seal it as the *number* 15 / 1000.
-  JSON has one meaning in both worlds. Decryption output is JSON for the same
-  reason.
-* sops looks for a ``.sops.yaml`` upward from its working directory even when
-  ``--age`` is given, and reads ``~/.config/sops/age/keys.txt`` and ``~/.ssh``
-  keys from ``$HOME``. Every call therefore gets ``--config`` pointing at a
-  private, non-secret config (``stores.yaml.indent: 2``) and runs with ``HOME``
-  and the working directory set to a private sandbox directory, with no other
-  environment than PATH/HOME (and SOPS_AGE_KEY_FILE when decrypting).
+* sops parses YAML as YAML 1.2, PyYAML writes YAML 1.1: a password such as ``0o17``
+  or ``1e3`` written plain by PyYAML would be read by sops as the *number* 15 / 1000.
+  The writer quotes such strings; sops' decryption output is read as JSON.
+* sops looks for a ``.sops.yaml`` upward from its working directory and reads
+  ``~/.config/sops/age/keys.txt`` and ``~/.ssh`` keys from ``$HOME``. Every call
+  therefore gets ``--config`` pointing at a private, non-secret config
+  (``stores.yaml.indent: 2``) and runs with ``HOME`` and the working directory set to
+  a private sandbox directory, with no other environment than PATH/HOME (and
+  SOPS_AGE_KEY_FILE when decrypting).
 * The config cannot be passed through a pipe (``/dev/fd/N``): sops reads it
   more than once and the second read of a pipe is empty, so indent falls back
   to 4. It is a small file in the sandbox instead (it holds no secret).
@@ -622,7 +623,10 @@ class SopsSealer:
         return document
 
     def seal_many(self, items: Sequence[tuple[dict, bytes | None]]) -> list[bytes]:
-        """:meth:`seal` for many Secrets at once, one sops process per thread."""
+        """:meth:`seal` for many Secrets at once; threads only where a committed file is
+        decrypted by a sops process (sealing itself is in-process)."""
+        if not any(existing is not None for _, existing in items):
+            return [self.seal(secret) for secret, _ in items]
         return self._map(lambda item: self.seal(item[0], item[1]), items)
 
     def unseal_many(self, sealed: Sequence[bytes]) -> list[dict]:
