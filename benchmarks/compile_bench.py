@@ -113,7 +113,10 @@ def commits(repo: Path) -> int:
     return int(out.stdout.strip() or 0)
 
 
-def run(label: str, argv: list[str], repo: Path, fn: Callable[[list[str]], int] = cli.main) -> dict[str, Any]:
+def run(
+    label: str, argv: list[str], repo: Path, expected_commits: int, fn: Callable[[list[str]], int] = cli.main
+) -> dict[str, Any]:
+    """One chainops run; a failed run or an unexpected number of commits stops the benchmark."""
     before = commits(repo) if (repo / "HEAD").exists() else 0
     with StageClock() as clock, contextlib.redirect_stdout(io.StringIO()):
         start = time.perf_counter()
@@ -121,8 +124,11 @@ def run(label: str, argv: list[str], repo: Path, fn: Callable[[list[str]], int] 
         total = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"{label}: chainops exited {code}")
+    made = commits(repo) - before
+    if made != expected_commits:
+        raise SystemExit(f"{label}: {made} commits, expected {expected_commits}")
     stages = {s: round(clock.seconds.get(s, 0.0), 2) for s in STAGES}
-    return {"run": label, "seconds": round(total, 2), "commits": commits(repo) - before, "stages": stages}
+    return {"run": label, "seconds": round(total, 2), "commits": made, "stages": stages}
 
 
 def machine() -> str:
@@ -152,12 +158,13 @@ def main() -> None:
         home = root / "home"
         repo = home / "gitops.git"
         common = ["--environments", str(envs), "--home", str(home), "--jobs", str(args.jobs)]
-        results = [run("full compile", ["compile", *common], repo)]
-        results.append(run("no-change re-run", ["compile", *common], repo))
-        results.append(run("no-change re-run, cold cache", ["compile", "--no-cache", *common], repo))
-        changed = envs / "env-00007.yaml"
+        results = [run("full compile", ["compile", *common], repo, args.n)]
+        results.append(run("no-change re-run", ["compile", *common], repo, 0))
+        results.append(run("no-change re-run, cold cache", ["compile", "--no-cache", *common], repo, 0))
+        changed_name = f"env-{min(7, args.n - 1):05d}"
+        changed = envs / f"{changed_name}.yaml"
         changed.write_text(changed.read_text().replace(f"rpc: {args.rpc}", f"rpc: {args.rpc + 1}"))
-        results.append(run("one environment changed", ["compile", "env-00007", *common], repo))
+        results.append(run("one environment changed", ["compile", changed_name, *common], repo, 1))
         report = {
             "environments": args.n,
             "jobs": args.jobs or os.cpu_count(),

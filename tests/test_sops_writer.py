@@ -189,7 +189,13 @@ tree = st.recursive(scalar, lambda children: st.one_of(
     st.lists(children, max_size=3), st.dictionaries(text, children, max_size=4)), max_leaves=12)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Derandomized: the same 60 documents in every CI run. For exploration set
+# CHAINOPS_SOPS_EXAMPLES and CHAINOPS_SOPS_RANDOM=1. A random run found one bug (the "..."
+# PyYAML writes after a keep-chomped block scalar ended the document early); after the fix,
+# two random runs of 3000 documents found none.
+@settings(max_examples=int(os.environ.get("CHAINOPS_SOPS_EXAMPLES", "60")), deadline=None, database=None,
+          derandomize=not os.environ.get("CHAINOPS_SOPS_RANDOM"),
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.dictionaries(text, tree, max_size=4), metadata=st.dictionaries(text, tree, max_size=3))
 def test_any_document_round_trips_through_sops(age_home, data, metadata):
     home, recipient = age_home
@@ -198,3 +204,27 @@ def test_any_document_round_trips_through_sops(age_home, data, metadata):
     result = sops_decrypt(home, sealed)
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout) == document
+
+
+def test_sops_updatekeys_adds_a_recipient_to_a_written_file(age_home, tmp_path):
+    """People manage recipients of committed files with sops' own tools."""
+    home, recipient = age_home
+    newcomer = pyrage.x25519.Identity.generate()
+    newcomer_home = tmp_path / "newcomer"
+    newcomer_home.mkdir()
+    (newcomer_home / "identity.txt").write_text(f"{newcomer}\n")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".sops.yaml").write_text(
+        "creation_rules:\n  - path_regex: secret\\.yaml$\n"
+        f"    age: {recipient},{newcomer.to_public()}\n    encrypted_regex: ^(data|stringData)$\n"
+        "stores:\n  yaml:\n    indent: 2\n"
+    )
+    secret = node_secret()
+    (repo / "secret.yaml").write_bytes(encrypt_document(secret, [recipient], ENCRYPTED_REGEX))
+    assert sops_decrypt(newcomer_home, (repo / "secret.yaml").read_bytes()).returncode != 0
+    result = sops(home, "updatekeys", "--yes", "secret.yaml", cwd=repo)
+    assert result.returncode == 0, result.stderr.decode()
+    decrypted = sops_decrypt(newcomer_home, (repo / "secret.yaml").read_bytes())
+    assert decrypted.returncode == 0, decrypted.stderr.decode()
+    assert json.loads(decrypted.stdout) == secret

@@ -78,6 +78,9 @@ def encrypt_document(
     modified = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = yaml.dump(tree, Dumper=_SopsDumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
                      width=2**31 - 1) if tree else ""
+    # After a keep-chomped block scalar ("|+") PyYAML ends the document with "...": the
+    # sops block must continue the same document.
+    body = body.removesuffix("...\n")
     stanzas = "".join(_age_stanza(recipient, data_key) for recipient in recipients)
     mac = _encrypt_value(cipher, digest.hexdigest().upper(), modified)
     metadata = yaml.dump({"encrypted_regex": encrypted_regex}, Dumper=_SopsDumper, width=2**31 - 1)
