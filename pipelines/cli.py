@@ -12,25 +12,24 @@ import difflib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.lib import compiler, publish, review
-from pipelines.lib.config import ConfigError, EnvironmentConfig, load_all
+from pipelines.lib.config import EnvironmentConfig, load_all
 from pipelines.lib.fingerprint import Fingerprinted, FingerprintStore, environment_fingerprint, source_digest
 from pipelines.lib.forges import Forge, ForgeError, ForgeSettings, forge_for
 from pipelines.lib.genesis import GenesisError, genesis_block_hash
 from pipelines.lib.gitops import GitopsError, GitopsRepository, git_blob_id, group_by_prefix
-from pipelines.lib.keys import KeyPolicyError
 from pipelines.lib.manifests import ManifestError
-from pipelines.lib.render import RenderError
 from pipelines.lib.sealed_secrets import CertificateError, resolve_cert_path
 from pipelines.lib.sealing import AgeIdentity, SealingError
 from pipelines.lib.settings import Settings, resolve_settings
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-VALIDATION_ERRORS = (ConfigError, compiler.GuardError, compiler.ManifestValidationError, KeyPolicyError, RenderError)
+VALIDATION_ERRORS = compiler.ENVIRONMENT_PROBLEMS
 ENVIRONMENT_ERRORS = (GitopsError, ForgeError, SealingError, ManifestError, OSError)
 
 
@@ -62,8 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     diff_p = sub.add_parser("diff", help="show what compile would change (exit 0 none, 1 changes, 2 error)")
     diff_p.add_argument("env", metavar="ENV")
     _add_location_flags(diff_p)
-    validate_p = sub.add_parser("validate", help="validate all environment files and cross-file rules")
+    validate_p = sub.add_parser(
+        "validate",
+        help="validate all environment files and cross-file rules, then dry-compile them (nothing is written)",
+    )
+    validate_p.add_argument("envs", nargs="*", metavar="ENV", help="dry-compile only these (default: all)")
     _add_location_flags(validate_p, with_repo=False)
+    validate_p.add_argument("--jobs", type=int, default=0, metavar="N", help="worker processes (default: CPU count)")
+    validate_p.add_argument(
+        "--no-render", action="store_true", help="check the files and cross-file rules only; skip the dry compile"
+    )
     hash_p = sub.add_parser("genesis-hash", help="print the block hash of a genesis.json")
     hash_p.add_argument("file", type=Path)
     keys_p = sub.add_parser("keys", help="key lifecycle")
@@ -288,11 +295,26 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Every check `compile` makes before writing, without the GitOps repository: the files
+    and cross-file rules, then (unless --no-render) each environment compiled with
+    throwaway keys: chart values against their schemas, render rules, object schemas."""
     settings = resolve_settings(args.environments, args.home)
-    configs = load_all(settings.environments_dir)
-    for config in configs:
-        print(f"{config.name}: ok ({config.profile.name}{', legacy' if config.profile.legacy else ''})")
-    return EXIT_OK
+    configs = {c.name: c for c in load_all(settings.environments_dir)}
+    unknown = [n for n in args.envs if n not in configs]
+    if unknown:
+        raise UsageError(f"no environment file for {', '.join(unknown)} in {settings.environments_dir}")
+    chosen = [configs[n] for n in (args.envs or sorted(configs))]
+    to_render = [] if args.no_render else [c for c in chosen if not c.spec.decommission]
+    with tempfile.TemporaryDirectory(prefix="chainops-validate-") as scratch:  # a throwaway identity
+        ctx = compiler.CompileContext(settings.charts_dir, AgeIdentity.load_or_create(Path(scratch)), settings.target)
+        problems = dict(zip([c.name for c in to_render], compiler.dry_compile_many(to_render, ctx, args.jobs or os.cpu_count() or 1)))
+    for config in chosen:
+        if problems.get(config.name):
+            print(problems[config.name], file=sys.stderr)
+            continue
+        checked = "files only" if args.no_render else ("decommission" if config.spec.decommission else "compiles")
+        print(f"{config.name}: ok ({config.profile.name}{', legacy' if config.profile.legacy else ''}; {checked})")
+    return EXIT_FAIL if any(problems.values()) else EXIT_OK
 
 
 def cmd_genesis_hash(args: argparse.Namespace) -> int:

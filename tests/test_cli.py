@@ -16,7 +16,44 @@ def lock(home: Path, env: str, git_dir: Path | None = None) -> dict:
 def test_validate_examples_ok(run_cli, envs_dir):
     result = run_cli("validate", "--environments", envs_dir)
     assert result.code == 0
-    assert "staging: ok (besu-qbft)" in result.out and "dev: ok (geth-clique, legacy)" in result.out
+    assert "staging: ok (besu-qbft; compiles)" in result.out and "dev: ok (geth-clique, legacy; compiles)" in result.out
+
+
+def test_validate_dry_compiles_and_reports_what_compile_would_refuse(run_cli, envs_dir, tmp_path, monkeypatch):
+    """Chart values against their schemas and render-time rules are checked without a
+    repository; every broken environment is reported, nothing is written anywhere."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    staging = (envs_dir / "staging.yaml").read_text()
+    (envs_dir / "staging.yaml").write_text(staging + "values:\n  besu-node:\n    rpc: {unknownField: 1}\n")
+    dev = (envs_dir / "dev.yaml").read_text()
+    assert "  rpc: 1\n" in dev and "  namespace: chain-dev\n" in dev
+    (envs_dir / "dev.yaml").write_text(dev.replace("  rpc: 1\n", "  rpc: 0\n").replace(
+        "  namespace: chain-dev\n", "  namespace: chain-dev\n  rpcIngress: {host: rpc.dev.example.com}\n"))
+    home = tmp_path / "home"
+    result = run_cli("validate", "--home", home, "--environments", envs_dir)
+    assert result.code == 1, result.out + result.err
+    assert f"{envs_dir}/staging.yaml" in result.err and "unknownField" in result.err
+    assert f"{envs_dir}/dev.yaml: kubernetes.rpcIngress: an RPC Ingress needs RPC nodes" in result.err
+    assert "seed: ok (geth-ethash, legacy; compiles)" in result.out
+    assert "Traceback" not in result.err
+    assert not home.exists() and list((tmp_path / "tmp").iterdir()) == [], "validate writes nothing"
+    files_only = run_cli("validate", "--no-render", "--environments", envs_dir)
+    assert files_only.code == 0 and "staging: ok (besu-qbft; files only)" in files_only.out
+    only_seed = run_cli("validate", "seed", "--environments", envs_dir)
+    assert only_seed.code == 0 and "staging" not in only_seed.out + only_seed.err
+    assert run_cli("validate", "nope", "--environments", envs_dir).code == 2
+
+
+def test_validate_renders_mnemonic_environments_without_the_mnemonic(run_cli, envs_dir, monkeypatch):
+    monkeypatch.delenv("CHAINOPS_MNEMONIC", raising=False)
+    (envs_dir / "dev.yaml").write_text((envs_dir / "dev.yaml").read_text() + "keys: {source: mnemonic}\n")
+    result = run_cli("validate", "--environments", envs_dir)
+    assert result.code == 0, result.err
+    assert "dev: ok (geth-clique, legacy; compiles)" in result.out
+    (envs_dir / "dev.yaml").write_text((envs_dir / "dev.yaml").read_text() + "production: true\n")
+    refused = run_cli("validate", "dev", "--environments", envs_dir)
+    assert refused.code == 1 and "keys.source: 'mnemonic' is refused for production" in refused.err
 
 
 def test_bad_input_exits_1_and_writes_nothing(run_cli, envs_dir, tmp_path):

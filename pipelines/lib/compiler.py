@@ -14,7 +14,7 @@ import multiprocessing
 import re
 import sys
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,6 +52,7 @@ from pipelines.lib.manifests import (
     object_filename,
     validator_for,
 )
+from pipelines.lib.render import RenderError
 from pipelines.lib.review import (
     README_FILE,
     VOTE_METHODS,
@@ -796,30 +797,68 @@ def rendered_environments(repo: GitopsRepository, base: str | None) -> set[str]:
 
 # -- whole environments ----------------------------------------------------------------
 def compile_environment(
-    config: EnvironmentConfig, existing: ExistingEnvironment, ctx: CompileContext, allow_genesis_change: bool = False
+    config: EnvironmentConfig,
+    existing: ExistingEnvironment,
+    ctx: CompileContext,
+    allow_genesis_change: bool = False,
+    mnemonic: str | None = None,
 ) -> CompiledEnvironment:
     """Keys, genesis (with the lock guard) and rendered, sealed, validated files: all in memory."""
     times = StageTimes()
     with times.stage("keys"):
-        keys = compute_keys(config, existing, ctx.identity)
+        keys = compute_keys(config, existing, ctx.identity, mnemonic=mnemonic)
     with times.stage("genesis"):
         genesis = compute_genesis(config, keys, existing, allow_genesis_change)
         check_genesis_lock(config, existing.lock, genesis, allow_genesis_change)
     return render_environment(config, keys, genesis, existing, ctx, times)
 
 
+# Problems that are the environment file's (or its charts' values'), reported per environment.
+ENVIRONMENT_PROBLEMS = (ConfigError, GuardError, ManifestValidationError, KeyPolicyError, RenderError)
+
+
+def dry_compile_problem(config: EnvironmentConfig, ctx: CompileContext) -> str | None:
+    """Compile ``config`` as a new environment with throwaway keys and keep nothing: every
+    check a compile makes on the file, its values and the rendered objects, without the
+    GitOps repository. The problem in one message, or None. (``chainops validate``)"""
+    throwaway_words = None
+    if config.spec.keys.source == "mnemonic" and not config.spec.production:
+        from eth_account.hdaccount import Language, generate_mnemonic  # lazy: only for development-mode files
+
+        throwaway_words = generate_mnemonic(12, Language.ENGLISH)
+    try:
+        compile_environment(config, ExistingEnvironment(config.name), ctx, mnemonic=throwaway_words)
+    except ENVIRONMENT_PROBLEMS as exc:
+        return str(exc)
+    return None
+
+
 def _compile_task(task: tuple[EnvironmentConfig, ExistingEnvironment, CompileContext, bool]) -> CompiledEnvironment:
     return compile_environment(*task)
+
+
+def _dry_compile_task(task: tuple[EnvironmentConfig, CompileContext]) -> str | None:
+    return dry_compile_problem(*task)
+
+
+def _in_processes(function: Callable[[Any], Any], tasks: Sequence[Any], jobs: int) -> list[Any]:
+    """``function`` over ``tasks`` in `jobs` worker processes, results in input order."""
+    if jobs <= 1 or len(tasks) < 2:
+        return [function(task) for task in tasks]
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
+        return list(pool.map(function, tasks, chunksize=max(1, len(tasks) // (jobs * 8))))
 
 
 def compile_many(
     tasks: Sequence[tuple[EnvironmentConfig, ExistingEnvironment, CompileContext, bool]], jobs: int
 ) -> list[CompiledEnvironment]:
-    """Compile environments in `jobs` worker processes (CPU-bound rendering and sops calls
-    scale with cores). Results keep the input order; the first error stops everything,
-    before anything is published. Workers return public or sealed bytes only."""
-    if jobs <= 1 or len(tasks) < 2:
-        return [_compile_task(task) for task in tasks]
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
-        return list(pool.map(_compile_task, tasks, chunksize=max(1, len(tasks) // (jobs * 8))))
+    """Compile environments in `jobs` worker processes (CPU-bound rendering scales with
+    cores). Results keep the input order; the first error stops everything, before
+    anything is published. Workers return public or sealed bytes only."""
+    return _in_processes(_compile_task, tasks, jobs)
+
+
+def dry_compile_many(configs: Sequence[EnvironmentConfig], ctx: CompileContext, jobs: int) -> list[str | None]:
+    """:func:`dry_compile_problem` for every environment, in worker processes."""
+    return _in_processes(_dry_compile_task, [(config, ctx) for config in configs], jobs)
