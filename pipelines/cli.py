@@ -105,7 +105,7 @@ def _select(settings: Settings, names: Sequence[str], decommission: Sequence[str
 def _compile_one(
     config: EnvironmentConfig, repo: GitopsRepository, base: str | None, ctx: compiler.CompileContext, allow_genesis_change: bool
 ) -> compiler.CompiledEnvironment:
-    existing = compiler.ExistingEnvironment(config.name, repo.read_files(base, compiler.owned_paths(config.name)))
+    existing = compiler.ExistingEnvironment(config.name, repo.read_files(base, compiler.owned_paths(config.name)), base)
     return compiler.compile_environment(config, existing, ctx, allow_genesis_change)
 
 
@@ -210,7 +210,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         on_base: dict[str, dict[str, bytes]] = {}  # environments compiled on the target's own files
         for c in todo:
             at = publish.compile_base(repo, base, c.name, c.spec.gitops.review)
-            existing = compiler.ExistingEnvironment(c.name, repo.read_files(at, compiler.owned_paths(c.name)))
+            existing = compiler.ExistingEnvironment(c.name, repo.read_files(at, compiler.owned_paths(c.name)), at)
             if at == base:
                 on_base[c.name] = existing.files
             tasks.append((c, existing, ctx, c.name in args.allow_genesis_change))
@@ -342,7 +342,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
     with GitopsRepository(settings.repo, settings.branch, settings.home) as repo:
         base = repo.fetch()
         read_base = publish.compile_base(repo, base, config.name, config.spec.gitops.review)
-        existing = compiler.ExistingEnvironment(config.name, repo.read_files(read_base, compiler.owned_paths(config.name)))
+        existing = compiler.ExistingEnvironment(
+            config.name, repo.read_files(read_base, compiler.owned_paths(config.name)), read_base
+        )
         keys = compiler.compute_keys(config, existing, identity, rotate={args.node})
         genesis = compiler.compute_genesis(config, keys, existing, False)
         compiler.check_genesis_lock(config, existing.lock, genesis, False)

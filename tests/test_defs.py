@@ -438,3 +438,38 @@ def test_two_environments_rendered_before_either_publishes_both_commit(workspace
     assert run("dev", ["gitops_commit"]).success
     assert run("staging", ["gitops_commit"]).success
     assert commit_count(workspace["home"] / "gitops.git") == 2
+
+
+@pytest.mark.parametrize("published_first", [False, True], ids=["new environment", "node added"])
+def test_a_run_compiles_on_one_snapshot_even_when_another_writer_publishes_mid_run(workspace, run_cli, published_first):
+    """node_keys plans keys on the committed state it read; when another writer publishes the
+    environment before rendered_manifests, the run must not mix its keys with the other
+    writer's lock (that would replace the other writer's keys)."""
+    def run(selection: list[str]):
+        return dg.materialize(
+            [*ASSETS, *CHECKS],
+            partition_key="staging",
+            instance=workspace["instance"],
+            resources={"chainops": workspace["resource"]},
+            selection=selection,
+            raise_on_error=False,
+        )
+
+    compile_cli = ("compile", "staging", "--home", workspace["home"], "--environments", workspace["envs"], "--no-cache")
+    if published_first:  # the other writer's change adds an RPC node: genesis stays, a new key appears
+        assert run_cli(*compile_cli).code == 0
+        path = workspace["envs"] / "staging.yaml"
+        path.write_text(path.read_text().replace("rpc: 2", "rpc: 3"))
+    assert run(["environment_config", "node_keys"]).success
+    other = run_cli(*compile_cli)
+    assert other.code == 0, other.err
+    git_dir = workspace["home"] / "gitops.git"
+    head = git(git_dir, "rev-parse", "main")
+    locked = json.loads(git(git_dir, "show", "main:rendered/staging/network.lock.json"))
+    rest = run(["genesis", "rendered_manifests", "gitops_commit"])
+    assert not rest.success
+    assert git(git_dir, "rev-parse", "main") == head, "nothing may be published over the other writer"
+    assert json.loads(git(git_dir, "show", "main:rendered/staging/network.lock.json")) == locked
+    again = run(["environment_config", "node_keys", "genesis", "rendered_manifests", "gitops_commit"])
+    assert again.success, "the next run compiles on top of the other writer's state"
+    assert json.loads(git(git_dir, "show", "main:rendered/staging/network.lock.json"))["nodes"] == locked["nodes"]

@@ -371,3 +371,25 @@ def test_plaintext_provider_writes_marked_plain_secrets(run_cli, envs_dir, tmp_p
     assert compiled.secrets_provider == "plaintext"
     assert compiled.plaintext_secrets == tuple(sorted(str(p.relative_to(work)) for p in files))
     assert compiled.files == {p: existing.files[p] for p in compiled.files}, "a re-run is byte-identical"
+
+
+def test_keys_are_rendered_only_on_the_committed_state_they_were_planned_on(tmp_path, envs_dir):
+    """Keys planned on one commit and rendered on another could replace keys that a writer
+    published in between; the renderer refuses, naming both commits."""
+    config = load_environment(envs_dir / "staging.yaml")
+    ctx = compiler.CompileContext(
+        Path(__file__).resolve().parents[1] / "chart_sources", AgeIdentity.load_or_create(tmp_path / "home"),
+        compiler.PublishTarget(str(tmp_path / "gitops.git"), "main"),
+    )
+    planned_on = compiler.ExistingEnvironment("staging", {}, None)
+    keys = compiler.compute_keys(config, planned_on, ctx.identity)
+    assert keys.based_on is None
+    genesis = compiler.compute_genesis(config, keys, planned_on, False)
+    first = compiler.render_environment(config, keys, genesis, planned_on, ctx)
+    moved = compiler.ExistingEnvironment("staging", dict(first.files), "ab" * 20)
+    with pytest.raises(compiler.GuardError, match=r"planned on GitOps commit \(none\) .* is abababababab"):
+        compiler.render_environment(config, keys, genesis, moved, ctx)
+    replanned = compiler.compute_keys(config, moved, ctx.identity)
+    assert replanned.based_on == "ab" * 20 and replanned.nodes == keys.nodes
+    again = compiler.render_environment(config, replanned, genesis, moved, ctx)
+    assert again.files == first.files

@@ -8,6 +8,7 @@ Dagster assets can wrap them one by one.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -139,6 +140,7 @@ class ExistingEnvironment:
 
     name: str
     files: dict[str, bytes] = field(default_factory=dict, repr=False)  # repo path -> bytes
+    commit: str | None = None  # the commit the files were read at (None: no commit yet)
 
     @property
     def lock(self) -> dict[str, Any] | None:
@@ -346,7 +348,8 @@ def compute_keys(
     check_rotation(config, existing.lock, rotate)
     recovered = recover_private_keys(config, existing, identity, read_escrow(existing, identity), derive)
     shared = shared_secrets(config, identity)
-    return plan_keys(config, existing.lock, recovered, identity.recipient, shared, rotate=rotate, derive=derive)
+    keys = plan_keys(config, existing.lock, recovered, identity.recipient, shared, rotate=rotate, derive=derive)
+    return dataclasses.replace(keys, based_on=existing.commit)
 
 
 def shared_secrets(config: EnvironmentConfig, identity: AgeIdentity) -> dict[str, PrivateKeyMaterial]:
@@ -649,6 +652,11 @@ def render_environment(
 ) -> CompiledEnvironment:
     """Render, seal and validate every file of the environment (nothing touches disk)."""
     times = times or StageTimes()
+    if keys.based_on != existing.commit:
+        raise GuardError(
+            f"{config.name}: its keys were planned on GitOps commit {_short(keys.based_on)} but the committed state "
+            f"to render on is {_short(existing.commit)}: another writer published in between; run again"
+        )
     privates = open_private_bundle(keys.sealed_private, ctx.identity.secret())
     with times.stage("render"):
         objects = render_objects(config, keys, genesis.block_hash, genesis.json_bytes, privates, ctx.charts_dir)
@@ -715,6 +723,10 @@ def render_environment(
         summary=summary,
         stage_seconds=times.seconds,
     )
+
+
+def _short(commit: str | None) -> str:
+    return commit[:12] if commit else "(none)"
 
 
 def sealed_secret_paths(compiled: CompiledEnvironment) -> list[str]:

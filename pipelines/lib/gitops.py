@@ -236,6 +236,13 @@ class GitopsRepository:
             raise GitopsError(f"cannot fetch {branch} from {self.shown_url}: {_stderr(exc)}") from None
         return self.repo.git.rev_parse(tracking)
 
+    def has_commit(self, commit: str) -> bool:
+        """Whether the cache holds `commit` (a full object id)."""
+        try:
+            return self.repo.git.cat_file("-t", commit) == "commit"
+        except git.GitCommandError:
+            return False
+
     def tree_entries(self, base: str | None, paths: tuple[str, ...]) -> dict[str, str]:
         """Path -> blob id for every file under `paths` at commit `base`."""
         if base is None:

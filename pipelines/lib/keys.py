@@ -94,6 +94,9 @@ class KeySet:
     sealed_private: bytes = field(repr=False)
     generated: tuple[str, ...] = ()
     rotated: tuple[str, ...] = ()
+    # The GitOps commit whose committed state these keys were planned on (None: no commit).
+    # Rendering them against another state could replace keys another writer published.
+    based_on: str | None = None
 
     @property
     def validators(self) -> tuple[NodeIdentity, ...]:

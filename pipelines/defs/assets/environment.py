@@ -39,6 +39,15 @@ _COMMON = {
 }
 
 
+def _snapshot(chainops: ChainopsResource, config: EnvironmentConfig, keys: KeySet) -> compiler.ExistingEnvironment:
+    """The committed state node_keys planned on: every step of a run compiles on one snapshot
+    (and fetches once), so a writer publishing mid-run is caught by gitops_commit's guard."""
+    try:
+        return chainops.existing_at(config.name, keys.based_on, chainops.review(config))
+    except GitopsError as exc:
+        raise dg.Failure(description=str(exc)) from None
+
+
 def genesis_change_allowed(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> bool:
     return context.run.tags.get(ALLOW_GENESIS_CHANGE_TAG) == "true"
 
@@ -107,7 +116,7 @@ def genesis(
     environment_config: EnvironmentConfig,
     node_keys: KeySet,
 ) -> compiler.GenesisResult:
-    existing = chainops.existing(environment_config.name, chainops.review(environment_config))
+    existing = _snapshot(chainops, environment_config, node_keys)
     try:
         result = compiler.compute_genesis(
             environment_config, node_keys, existing=existing, allow_change=genesis_change_allowed(context)
@@ -135,7 +144,7 @@ def rendered_manifests(
     node_keys: KeySet,
     genesis: compiler.GenesisResult,
 ) -> compiler.CompiledEnvironment:
-    existing = chainops.existing(environment_config.name, chainops.review(environment_config))
+    existing = _snapshot(chainops, environment_config, node_keys)
     try:
         compiled = compiler.render_environment(
             environment_config, node_keys, genesis, existing, chainops.compile_context()

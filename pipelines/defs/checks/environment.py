@@ -211,7 +211,8 @@ def render_deterministic(
         environment_config,
         node_keys,
         genesis,
-        compiler.ExistingEnvironment(rendered_manifests.name, dict(rendered_manifests.files)),
+        # The rendered files as the committed state, at the snapshot the keys were planned on.
+        compiler.ExistingEnvironment(rendered_manifests.name, dict(rendered_manifests.files), node_keys.based_on),
         chainops.compile_context(),
     )
     differing = sorted(

@@ -88,7 +88,23 @@ class ChainopsResource(dg.ConfigurableResource):
         pull-request mode that is the open review branch, so a pending change keeps its keys."""
         with self.repository() as repo:
             base = publish.compile_base(repo, repo.fetch(), environment, review_mode)
-            return compiler.ExistingEnvironment(environment, repo.read_files(base, compiler.owned_paths(environment)))
+            return compiler.ExistingEnvironment(environment, repo.read_files(base, compiler.owned_paths(environment)), base)
+
+    def existing_at(self, environment: str, commit: str | None, review_mode: str = "direct") -> compiler.ExistingEnvironment:
+        """The files at the commit an earlier step of this run read (``KeySet.based_on``), so
+        every step compiles on one snapshot. Fetches only when the cache lacks that commit
+        (a step in another pod); a commit the remote no longer has is an error: run again."""
+        if commit is None:
+            return compiler.ExistingEnvironment(environment)
+        with self.repository() as repo:
+            if not repo.has_commit(commit):
+                publish.compile_base(repo, repo.fetch(), environment, review_mode)
+                if not repo.has_commit(commit):
+                    raise GitopsError(
+                        f"{environment}: GitOps commit {commit[:12]} that this run started from is gone "
+                        "(the branch was rewritten); run again"
+                    )
+            return compiler.ExistingEnvironment(environment, repo.read_files(commit, compiler.owned_paths(environment)), commit)
 
 
 def default_resource() -> ChainopsResource:
