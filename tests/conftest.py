@@ -14,6 +14,7 @@ from pipelines.cli import main as cli_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "environments"
+EXAMPLE_NAMES = tuple(sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
 
 
 @dataclass

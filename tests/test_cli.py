@@ -169,3 +169,18 @@ def test_genesis_hash_command_errors(run_cli, tmp_path):
     bad.write_text(json.dumps({"config": {"chainId": 1}, "gasLimit": "zz"}))
     result = run_cli("genesis-hash", bad)
     assert result.code == 1 and str(bad) in result.err
+
+
+def test_a_mistyped_age_recipient_is_refused_naming_the_field(run_cli, envs_dir):
+    """The pattern alone would accept a key with one wrong character; its checksum does not."""
+    import pyrage
+
+    good = str(pyrage.x25519.Identity.generate().to_public())
+    typo = good[:-1] + ("q" if good[-1] != "q" else "p")
+    staging = envs_dir / "staging.yaml"
+    staging.write_text(staging.read_text().replace("provider: sops", f"provider: sops\n    ageRecipients: [{typo}]"))
+    result = run_cli("validate", "--environments", envs_dir)
+    assert result.code == 1 and "Traceback" not in result.err
+    assert f"{staging}: gitops.secrets.ageRecipients" in result.err and "valid checksum" in result.err, result.err
+    staging.write_text(staging.read_text().replace(typo, good))
+    assert run_cli("validate", "--environments", envs_dir).code == 0

@@ -32,7 +32,7 @@ from pipelines.defs.checks.environment import (
 from pipelines.defs.resources.chainops import ChainopsResource, default_resource
 from pipelines.lib.gitops import GitopsError
 from pipelines.lib.keys import PrivateKeyMaterial
-from tests.conftest import EXAMPLES, REPO_ROOT, commit_count, git, venv_tool
+from tests.conftest import EXAMPLE_NAMES, EXAMPLES, REPO_ROOT, commit_count, git, venv_tool
 from tests.test_end_to_end import secrets_of
 
 ASSETS = [environment_config, node_keys, genesis, rendered_manifests, gitops_commit]
@@ -314,8 +314,11 @@ def tick(workspace, cursor: str | None) -> dg.SensorResult:
 def test_sensor_adds_new_files_and_requests_runs_only_for_changes(workspace):
     instance = workspace["instance"]
     first = tick(workspace, None)
-    assert sorted(r.partition_key for r in first.run_requests) == ["dev", "seed", "staging"]
-    assert [list(r.partition_keys) for r in first.dynamic_partitions_requests] == [["seed"]]
+    assert sorted(r.partition_key for r in first.run_requests) == list(EXAMPLE_NAMES)
+    registered = {"staging", "dev"}  # the workspace fixture registers these two
+    assert [list(r.partition_keys) for r in first.dynamic_partitions_requests] == [
+        [n for n in EXAMPLE_NAMES if n not in registered]
+    ]
 
     unchanged = tick(workspace, first.cursor)
     assert unchanged.run_requests == [] and unchanged.dynamic_partitions_requests == []

@@ -24,10 +24,10 @@ from eth_keys import KeyAPI
 from eth_keys.backends import NativeECCBackend
 
 from pipelines.lib.manifests import KUBERNETES_VERSION
-from tests.conftest import EXAMPLES, checkout, commit_count, git, venv_tool
+from tests.conftest import EXAMPLE_NAMES, EXAMPLES, checkout, commit_count, git, venv_tool
 
 NATIVE_KEYS = KeyAPI(NativeECCBackend)
-ENVIRONMENTS = ("dev", "seed", "staging")
+ENVIRONMENTS = ("dev", "seed", "staging")  # the SOPS examples (prod uses sealed-secrets)
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +70,18 @@ def lock_of(work: Path, env: str) -> dict:
 
 def test_compile_prints_hash_objects_and_commit_per_environment(compiled):
     lines = compiled["stdout"].strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == list(ENVIRONMENTS)
-    for line, env in zip(lines, ENVIRONMENTS):
+    assert [line.split(":")[0] for line in lines] == list(EXAMPLE_NAMES)
+    for line, env in zip(lines, EXAMPLE_NAMES):
         lock = lock_of(compiled["work"], env)
         assert lock["genesisHash"] in line and "commit " in line
-    assert commit_count(compiled["home"] / "gitops.git") == 3
+    assert commit_count(compiled["home"] / "gitops.git") == len(EXAMPLE_NAMES)
 
 
 def test_second_run_is_unchanged_and_makes_no_commit(compiled, run_cli):
     before = git(compiled["home"] / "gitops.git", "rev-parse", "main")
     result = run_cli("compile", "--home", compiled["home"], "--environments", compiled["envs"])
     assert result.code == 0, result.err
-    assert result.out.count("unchanged") == 3
+    assert result.out.count("unchanged") == len(EXAMPLE_NAMES)
     assert git(compiled["home"] / "gitops.git", "rev-parse", "main") == before
 
 

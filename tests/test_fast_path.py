@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from pipelines.lib import compiler
-from tests.conftest import commit_count, git
+from tests.conftest import EXAMPLE_NAMES, commit_count, git
 
 
 def test_unchanged_inputs_skip_compilation_entirely(run_cli, envs_dir, tmp_path, monkeypatch):
@@ -18,7 +18,7 @@ def test_unchanged_inputs_skip_compilation_entirely(run_cli, envs_dir, tmp_path,
     monkeypatch.setattr(compiler, "compile_environment", must_not_compile)
     again = run_cli("compile", "--home", home, "--environments", envs_dir)
     assert again.code == 0, again.err
-    assert again.out.count("unchanged") == 3
+    assert again.out.count("unchanged") == len(EXAMPLE_NAMES)
     lock_hash = git(home / "gitops.git", "show", "main:rendered/staging/network.lock.json").split('"genesisHash": "')[1][:66]
     assert f"staging: genesis {lock_hash}" in again.out
 
@@ -31,7 +31,7 @@ def test_a_changed_file_or_a_hand_edited_repository_is_compiled_again(run_cli, e
     path.write_text(path.read_text().replace("size: 20Gi", "size: 30Gi"))
     changed = run_cli("compile", "--home", home, "--environments", envs_dir)
     assert "staging: genesis" in changed.out and "commit" in changed.out.split("staging:")[1]
-    assert commit_count(git_dir) == 4
+    assert commit_count(git_dir) == len(EXAMPLE_NAMES) + 1
     # Someone edits the rendered output by hand: the next run notices and restores it.
     work = tmp_path / "work"
     subprocess.run(["git", "clone", "-q", str(git_dir), str(work)], check=True)
@@ -43,16 +43,16 @@ def test_a_changed_file_or_a_hand_edited_repository_is_compiled_again(run_cli, e
     restored = run_cli("compile", "--home", home, "--environments", envs_dir)
     assert restored.code == 0 and "dev: genesis" in restored.out
     assert git(git_dir, "show", f"main:{target.relative_to(work)}") == original
-    assert commit_count(git_dir) == 6
+    assert commit_count(git_dir) == len(EXAMPLE_NAMES) + 3
 
 
 def test_worker_processes_give_the_same_bytes_as_one_process(run_cli, envs_dir, tmp_path):
     home = tmp_path / "home"
     assert run_cli("compile", "--home", home, "--environments", envs_dir, "--jobs", "2").code == 0
-    assert commit_count(home / "gitops.git") == 3
+    assert commit_count(home / "gitops.git") == len(EXAMPLE_NAMES)
     serial = run_cli("compile", "--home", home, "--environments", envs_dir, "--jobs", "1", "--no-cache")
-    assert serial.code == 0 and serial.out.count("unchanged") == 3
-    assert commit_count(home / "gitops.git") == 3
+    assert serial.code == 0 and serial.out.count("unchanged") == len(EXAMPLE_NAMES)
+    assert commit_count(home / "gitops.git") == len(EXAMPLE_NAMES)
 
 
 def test_an_error_in_a_worker_publishes_nothing(run_cli, envs_dir, tmp_path):
@@ -64,4 +64,4 @@ def test_an_error_in_a_worker_publishes_nothing(run_cli, envs_dir, tmp_path):
     dev.write_text(dev.read_text().replace("size: 5Gi", "size: 6Gi"))
     result = run_cli("compile", "--home", home, "--environments", envs_dir, "--jobs", "2")
     assert result.code == 1 and "the committed genesis would change" in result.err
-    assert commit_count(home / "gitops.git") == 3, "dev's valid change is not published either"
+    assert commit_count(home / "gitops.git") == len(EXAMPLE_NAMES), "dev's valid change is not published either"

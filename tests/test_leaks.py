@@ -17,7 +17,7 @@ import pytest
 from eth_account.hdaccount import Mnemonic, seed_from_mnemonic
 
 from pipelines.lib.keys import derive_shared_secret
-from tests.conftest import EXAMPLES, REPO_ROOT, checkout, commit_count, venv_tool
+from tests.conftest import EXAMPLE_NAMES, EXAMPLES, REPO_ROOT, checkout, commit_count, venv_tool
 from tests.key_helpers import (
     committed_secrets,
     identity_secret,
@@ -37,8 +37,10 @@ def world(tmp_path_factory):
     envs = root / "environments"
     shutil.copytree(EXAMPLES, envs)
     controller = make_controller_key()
-    (envs / "certs").mkdir()
+    (envs / "certs").mkdir(exist_ok=True)
     (envs / "certs" / "controller.pem").write_bytes(controller.cert_pem)
+    prod = envs / "prod.yaml"  # sealed for the example certificate, whose key nobody has: use ours
+    prod.write_text(prod.read_text().replace("certs/prod-sealed-secrets.pem", "certs/controller.pem"))
     staging = (envs / "staging.yaml").read_text()
     vault = (
         staging.replace("chainId: 48720", "chainId: 48730")
@@ -75,7 +77,7 @@ def needles_of(world: dict, home: Path, dest: Path, min_keys: int) -> set[bytes]
         assert committed_keys == {e["privateKey"] for e in escrow["keys"].values()}, "escrow and Secrets agree"
         found |= {f"{env_dir.name}/{name}": data for name, data in secrets.items()}
     identity = identity_secret(identity_file)
-    derived = [derive_shared_secret(identity, env, purpose) for env in ("dev", "seed", "staging", "vault")
+    derived = [derive_shared_secret(identity, env, purpose) for env in (*EXAMPLE_NAMES, "vault")
                for purpose in ("ethstats", "sealed-content-hmac")]
     seed = seed_from_mnemonic(world["mnemonic"], "").hex()
     needles = needles_for(found, world["mnemonic"], identity, seed, *derived)
@@ -102,7 +104,7 @@ def test_cli_compile_leaks_nothing_and_keeps_secret_files_private(world, tmp_pat
     home = tmp_path / "home"
     proc = subprocess.run([venv_tool("chainops"), "compile"], capture_output=True, env=run_env(world, home), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-    assert commit_count(home / "gitops.git") == 4
+    assert commit_count(home / "gitops.git") == len(EXAMPLE_NAMES) + 1  # the examples and vault
     needles = needles_of(world, home, tmp_path / "work", min_keys=20)
     haystack = proc.stdout + proc.stderr + b"".join(git_objects(r) for r in repositories(home))
     assert b"network.lock.json" in haystack and len(haystack) > 100_000

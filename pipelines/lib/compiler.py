@@ -68,6 +68,7 @@ from pipelines.lib.sealing import (
     AgeIdentity,
     PlaintextSealer,
     Sealer,
+    SealingError,
     SealRequest,
     SopsSealer,
     is_plaintext_secret,
@@ -827,6 +828,8 @@ def compile_environment(
 
 # Problems that are the environment file's (or its charts' values'), reported per environment.
 ENVIRONMENT_PROBLEMS = (ConfigError, GuardError, ManifestValidationError, KeyPolicyError, RenderError)
+# What else a dry compile of one file can raise without any repository involved.
+_DRY_COMPILE_PROBLEMS = (*ENVIRONMENT_PROBLEMS, SealingError, genesis_lib.GenesisError)
 
 
 def dry_compile_problem(config: EnvironmentConfig, ctx: CompileContext) -> str | None:
@@ -840,8 +843,9 @@ def dry_compile_problem(config: EnvironmentConfig, ctx: CompileContext) -> str |
         throwaway_words = generate_mnemonic(12, Language.ENGLISH)
     try:
         compile_environment(config, ExistingEnvironment(config.name), ctx, mnemonic=throwaway_words)
-    except ENVIRONMENT_PROBLEMS as exc:
-        return str(exc)
+    except _DRY_COMPILE_PROBLEMS as exc:
+        message = str(exc)
+        return message if message.startswith(config.source_path) else f"{config.source_path}: {message}"
     return None
 
 

@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
+import pyrage
 import yaml
 from pydantic import (
     BaseModel,
@@ -30,6 +31,15 @@ DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a
 QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 AGE_RECIPIENT_RE = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
+
+
+def _age_recipient_parses(recipient: str) -> bool:
+    """The Bech32 checksum holds (the pattern alone accepts a mistyped key)."""
+    try:
+        pyrage.x25519.Recipient.from_str(recipient)
+    except Exception:  # pyrage raises its own error type
+        return False
+    return True
 BALANCE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ether|gwei|wei)\s*$")
 UNIT_WEI = {"ether": 10**18, "gwei": 10**9, "wei": 1}
 MAX_FILE_BYTES = 1 << 20
@@ -303,8 +313,11 @@ class SecretsSpec(_Strict):
     @classmethod
     def _recipients(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for recipient in v:
-            if not AGE_RECIPIENT_RE.match(recipient):
-                raise ValueError(f"{recipient!r} is not an age recipient; allowed: 'age1' followed by 58 bech32 characters")
+            if not AGE_RECIPIENT_RE.match(recipient) or not _age_recipient_parses(recipient):
+                raise ValueError(
+                    f"{recipient!r} is not an age recipient; allowed: 'age1' followed by 58 bech32 characters "
+                    "with a valid checksum (age-keygen -y prints one)"
+                )
         return v
 
     @model_validator(mode="after")

@@ -14,13 +14,10 @@ Why things are done the way they are (all verified against sops 3.11.0):
   The writer quotes such strings; sops' decryption output is read as JSON.
 * sops looks for a ``.sops.yaml`` upward from its working directory and reads
   ``~/.config/sops/age/keys.txt`` and ``~/.ssh`` keys from ``$HOME``. Every call
-  therefore gets ``--config`` pointing at a private, non-secret config
-  (``stores.yaml.indent: 2``) and runs with ``HOME`` and the working directory set to
-  a private sandbox directory, with no other environment than PATH/HOME (and
-  SOPS_AGE_KEY_FILE when decrypting).
-* The config cannot be passed through a pipe (``/dev/fd/N``): sops reads it
-  more than once and the second read of a pipe is empty, so indent falls back
-  to 4. It is a small file in the sandbox instead (it holds no secret).
+  therefore gets ``--config`` pointing at a private, non-secret config file in a
+  sandbox directory (a pipe would not do: sops reads the config more than once) and
+  runs with ``HOME`` and the working directory set to that sandbox, with no other
+  environment than PATH/HOME and SOPS_AGE_KEY_FILE.
 * SOPS ciphertext is never deterministic (random data key, IVs and a
   ``lastmodified`` timestamp), so :meth:`SopsSealer.seal` keeps the committed
   ciphertext when it still decrypts to the same document for the same

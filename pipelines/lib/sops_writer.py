@@ -45,13 +45,15 @@ FORMAT_VERSION = "3.11.0"
 _DATA_KEY_BYTES = 32
 _IV_BYTES = 32
 _TAG_BYTES = 16
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_INT64 = range(-(2**63), 2**63)  # sops reads integers as Go ints
+_AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")
 # Plain scalars that a YAML 1.2 reader (sops and kustomize use go-yaml v3) could resolve to
 # something other than the string PyYAML (YAML 1.1) meant: numbers such as 1e3 or 0o17,
-# timestamps, booleans, nulls. They are written double-quoted.
-_AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")
+# timestamps, booleans, nulls. They are written double-quoted, as are strings holding the
+# characters YAML 1.1 treats as line breaks and YAML 1.2 does not (NEL, LS, PS).
 _AMBIGUOUS_START = re.compile(r"[0-9+\-.~]")
 _AMBIGUOUS_WORDS = frozenset({"", "true", "false", "null", "yes", "no", "on", "off", "y", "n"})
+_UNICODE_BREAKS = re.compile("[\u0085\u2028\u2029]")
 
 
 class SopsFormatError(ValueError):
@@ -80,7 +82,8 @@ def encrypt_document(
                      width=2**31 - 1) if tree else ""
     # After a keep-chomped block scalar ("|+") PyYAML ends the document with "...": the
     # sops block must continue the same document.
-    body = body.removesuffix("...\n")
+    if body.endswith("\n...\n"):
+        body = body[: -len("...\n")]
     stanzas = "".join(_age_stanza(recipient, data_key) for recipient in recipients)
     mac = _encrypt_value(cipher, digest.hexdigest().upper(), modified)
     metadata = yaml.dump({"encrypted_regex": encrypted_regex}, Dumper=_SopsDumper, width=2**31 - 1)
@@ -90,7 +93,20 @@ def encrypt_document(
         f"sops:\n  age:\n{stanzas}  lastmodified: \"{modified}\"\n  mac: {mac}\n"
         f"  {metadata}  version: {FORMAT_VERSION}\n"
     )
-    return (body + sops_block).encode("utf-8")
+    written = body + sops_block
+    _check_reads_back(written, tree)
+    return written.encode("utf-8")
+
+
+def _check_reads_back(written: str, tree: Mapping[str, Any]) -> None:
+    """A parse of what was written gives the encrypted tree plus one ``sops`` block: the
+    layout (quoting, block scalars, document markers) cannot swallow or split a value."""
+    try:
+        parsed = yaml.load(written, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError:
+        parsed = None
+    if not isinstance(parsed, dict) or not isinstance(parsed.pop("sops", None), dict) or parsed != tree:
+        raise SopsFormatError("the written document does not read back as written")
 
 
 def _encrypt_branch(
@@ -100,6 +116,8 @@ def _encrypt_branch(
     for key in sorted(branch):
         if not isinstance(key, str):
             raise SopsFormatError(f"{_where(path)}: keys must be strings")
+        if "\n" in key:  # Python's `$` matches before a final newline, Go's (sops') does not
+            raise SopsFormatError(f"{_where(path)}: keys must not contain line breaks")
         out[key] = _encrypt_node(branch[key], (*path, key), pattern, cipher, digest)
     return out
 
@@ -125,6 +143,8 @@ def _leaf_bytes(value: Any, path: tuple[str, ...]) -> tuple[str, str]:
     if isinstance(value, bool):
         return ("True" if value else "False"), "bool"
     if isinstance(value, int):
+        if value not in _INT64:
+            raise SopsFormatError(f"{_where(path)}: integers must fit in 64 bits")
         return str(value), "int"
     if isinstance(value, str):
         return value, "str"
@@ -160,15 +180,15 @@ def _where(path: tuple[str, ...]) -> str:
     return ".".join(path) or "<document>"
 
 
-class _SopsDumper(_Dumper):
+class _SopsDumper(yaml.CSafeDumper):  # libyaml's emitter; the pure-Python one writes NEL raw
     """Block YAML that go-yaml v3 reads back as the same strings; armour as literal blocks."""
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if _UNICODE_BREAKS.search(value) or value.lower() in _AMBIGUOUS_WORDS or _AMBIGUOUS_START.match(value):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
     if "\n" in value:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
-    if value.lower() in _AMBIGUOUS_WORDS or _AMBIGUOUS_START.match(value):
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
     return dumper.represent_scalar("tag:yaml.org,2002:str", value)
 
 

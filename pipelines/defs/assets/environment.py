@@ -40,8 +40,8 @@ _COMMON = {
 
 
 def _snapshot(chainops: ChainopsResource, config: EnvironmentConfig, keys: KeySet) -> compiler.ExistingEnvironment:
-    """The committed state node_keys planned on: every step of a run compiles on one snapshot
-    (and fetches once), so a writer publishing mid-run is caught by gitops_commit's guard."""
+    """The committed state node_keys planned on: the compile steps of a run share one snapshot
+    (and do not fetch again), so a writer publishing mid-run is caught by gitops_commit's guard."""
     try:
         return chainops.existing_at(config.name, keys.based_on, chainops.review(config))
     except GitopsError as exc:

@@ -101,8 +101,8 @@ class ChainopsResource(dg.ConfigurableResource):
                 publish.compile_base(repo, repo.fetch(), environment, review_mode)
                 if not repo.has_commit(commit):
                     raise GitopsError(
-                        f"{environment}: GitOps commit {commit[:12]} that this run started from is gone "
-                        "(the branch was rewritten); run again"
+                        f"{environment}: GitOps commit {commit[:12]} that node_keys was computed on is gone from "
+                        "the repository (a rewritten or deleted branch); materialize node_keys again"
                     )
             return compiler.ExistingEnvironment(environment, repo.read_files(commit, compiler.owned_paths(environment)), commit)
 
