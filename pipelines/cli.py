@@ -210,9 +210,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
         on_base: dict[str, dict[str, bytes]] = {}  # environments compiled on the target's own files
         for c in todo:
             at = publish.compile_base(repo, base, c.name, c.spec.gitops.review)
-            existing = compiler.ExistingEnvironment(c.name, repo.read_files(at, compiler.owned_paths(c.name)), at)
-            if at == base:
+            if at == base:  # the fast path already listed every environment's files at base
+                existing = compiler.ExistingEnvironment(c.name, repo.read_blobs(fast.trees[c.name]), at)
                 on_base[c.name] = existing.files
+            else:
+                existing = compiler.ExistingEnvironment(c.name, repo.read_files(at, compiler.owned_paths(c.name)), at)
             tasks.append((c, existing, ctx, c.name in args.allow_genesis_change))
         compiled = compiler.compile_many(tasks, args.jobs or os.cpu_count() or 1)
         items = [
