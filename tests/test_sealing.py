@@ -387,6 +387,21 @@ def test_tampered_value_is_rejected(sealer: SopsSealer) -> None:
         assert needle.decode("utf-8", "replace") not in str(info.value)
 
 
+@pytest.mark.parametrize("tag", ["int", "bool", "float", "time"])
+def test_tampered_type_tag_does_not_put_the_decrypted_value_into_the_error(sealer: SopsSealer, tag: str) -> None:
+    """The type tag is not authenticated: sops decrypts the value, fails to parse it as the
+    claimed type and quotes it in its error. That stderr must not reach our message."""
+    secret = make_secret()
+    sealed = sealer.seal(secret)
+    tampered = sealed.replace(b",type:str]", f",type:{tag}]".encode())
+    assert tampered != sealed
+    with pytest.raises(SealingError) as info:
+        sealer.unseal(tampered)
+    assert "withheld" in str(info.value)
+    for needle in plaintext_needles(secret):
+        assert needle.decode("utf-8", "replace") not in str(info.value)
+
+
 def test_tampered_metadata_fails_the_mac(sealer: SopsSealer) -> None:
     sealed = sealer.seal(make_secret())
     tampered = sealed.replace(b"namespace: chain-staging", b"namespace: chain-prod")

@@ -91,6 +91,9 @@ _SECRET_KEY_MARKER = "age-secret-key-"  # case-insensitive: Bech32 may be either
 _SOPS_TIMEOUT_SECONDS = 120
 _STDERR_LIMIT = 2000
 _WITHHELD = "<sops stderr withheld: it may contain secret material>"
+# Go's strconv and time errors quote the text they failed to parse: when sops decrypts a
+# value whose type tag was tampered with, that text is the decrypted secret.
+_QUOTES_A_VALUE = re.compile(r'parsing (?:time )?"')
 _SANDBOX_CONFIG = b"stores:\n  yaml:\n    indent: 2\n"
 # Master-key kinds other than age; a sealed file that carries any of them was
 # not encrypted for "our" recipient set.
@@ -415,7 +418,7 @@ def _canonical_json(document: Any) -> bytes:
 def _safe_stderr(stderr: bytes) -> str:
     """sops' stderr for an error message, or a placeholder if it may leak."""
     text = stderr.decode("utf-8", errors="replace").strip()
-    if _SECRET_KEY_MARKER in text.lower():
+    if _SECRET_KEY_MARKER in text.lower() or _QUOTES_A_VALUE.search(text):
         return _WITHHELD
     if len(text) > _STDERR_LIMIT:
         text = text[:_STDERR_LIMIT] + " …"
