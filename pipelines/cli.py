@@ -23,6 +23,8 @@ from pipelines.lib.fingerprint import Fingerprinted, FingerprintStore, environme
 from pipelines.lib.forges import Forge, ForgeError, ForgeSettings, forge_for
 from pipelines.lib.genesis import GenesisError, genesis_block_hash
 from pipelines.lib.gitops import GitopsError, GitopsRepository, git_blob_id, group_by_prefix
+from pipelines.lib.identity_guard import check_claims, check_rewound_locks, needs_chain_ids, published_claims
+from pipelines.lib.layout import ENV_NAME_RE
 from pipelines.lib.manifests import ManifestError
 from pipelines.lib.sealed_secrets import CertificateError, resolve_cert_path
 from pipelines.lib.sealing import AgeIdentity, SealingError
@@ -45,14 +47,44 @@ def _add_location_flags(parser: argparse.ArgumentParser, with_repo: bool = True)
         parser.add_argument("--branch", help="GitOps branch (env CHAINOPS_BRANCH, default main)")
 
 
+def _add_guard_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-genesis-change",
+        action="append",
+        default=[],
+        metavar="ENV",
+        help="accept a reset of ENV's chain: a changed genesis, or new keys where its lock is missing or damaged "
+        "(repeatable; one environment per flag)",
+    )
+    parser.add_argument(
+        "--accept-remote-rewind",
+        action="store_true",
+        help="accept a GitOps branch that no longer contains the tip chainops last published from this home",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chainops", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     compile_p = sub.add_parser("compile", help="compile environments and publish them to the GitOps repository")
     compile_p.add_argument("envs", nargs="*", metavar="ENV", help="environments to compile (default: all)")
     _add_location_flags(compile_p)
-    compile_p.add_argument("--allow-genesis-change", action="append", default=[], metavar="ENV")
-    compile_p.add_argument("--decommission", action="append", default=[], metavar="ENV")
+    _add_guard_flags(compile_p)
+    compile_p.add_argument(
+        "--decommission",
+        action="append",
+        default=[],
+        metavar="ENV",
+        help="remove the published output of ENV, an environment that exists in the GitOps repository (repeatable)",
+    )
+    compile_p.add_argument(
+        "--rename",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="publish environment OLD under the new name NEW (environments/NEW.yaml) with its keys and genesis, "
+        "and remove rendered/OLD in the same push",
+    )
     compile_p.add_argument("--jobs", type=int, default=0, metavar="N", help="worker processes (default: CPU count)")
     compile_p.add_argument(
         "--no-cache", action="store_true", help="compile every environment even when its inputs are unchanged"
@@ -81,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     rotate_p.add_argument("env", metavar="ENV")
     rotate_p.add_argument("node", metavar="NODE", help="e.g. rpc-0 or bootnode-0 (validators are refused)")
     _add_location_flags(rotate_p)
+    rotate_p.add_argument(
+        "--accept-remote-rewind",
+        action="store_true",
+        help="accept a GitOps branch that no longer contains the tip chainops last published from this home",
+    )
     return parser
 
 
@@ -89,17 +126,95 @@ class Selection:
     compile: list[EnvironmentConfig]
     decommission: list[str]
     reviews: dict[str, str] = dataclasses.field(default_factory=dict)  # gitops.review by environment
+    requested: tuple[str, ...] = ()  # names given with --decommission (checked against the repository)
+    renames: dict[str, str] = dataclasses.field(default_factory=dict)  # new name -> old name (--rename)
+    files: frozenset[str] = frozenset()  # every environment that has a file
 
 
-def _select(settings: Settings, names: Sequence[str], decommission: Sequence[str]) -> Selection:
+def _select(
+    settings: Settings,
+    names: Sequence[str],
+    decommission: Sequence[str],
+    allow_reset: Sequence[str] = (),
+    renames: Sequence[str] = (),
+) -> Selection:
     configs = {c.name: c for c in load_all(settings.environments_dir)}
     unknown = [n for n in names if n not in configs]
     if unknown:
         raise UsageError(f"no environment file for {', '.join(unknown)} in {settings.environments_dir}")
+    moved = _parse_renames(renames, configs, names)
+    for name in decommission:
+        if not ENV_NAME_RE.match(name):
+            raise UsageError(f"--decommission {name!r}: not an environment name (a DNS label matching {ENV_NAME_RE.pattern})")
+    for name in allow_reset:
+        if name not in configs:
+            raise UsageError(
+                f"--allow-genesis-change {name!r}: no environment file {name}.yaml in {settings.environments_dir}; "
+                f"environments: {', '.join(sorted(configs)) or '(none)'}"
+            )
     chosen = [configs[n] for n in (names or sorted(configs))]
-    retire = sorted({c.name for c in chosen if c.spec.decommission} | set(decommission))
+    retire = sorted({c.name for c in chosen if c.spec.decommission} | set(decommission) | set(moved.values()))
     reviews = {name: config.spec.gitops.review for name, config in configs.items()}
-    return Selection([c for c in chosen if c.name not in retire], retire, reviews)
+    return Selection(
+        [c for c in chosen if c.name not in retire], retire, reviews, tuple(decommission), moved, frozenset(configs)
+    )
+
+
+def _parse_renames(renames: Sequence[str], configs: dict[str, EnvironmentConfig], names: Sequence[str]) -> dict[str, str]:
+    moved: dict[str, str] = {}
+    for item in renames:
+        old, sep, new = item.partition("=")
+        if not sep or not ENV_NAME_RE.match(old) or not ENV_NAME_RE.match(new) or old == new:
+            raise UsageError(f"--rename {item!r}: expected OLD=NEW, two different environment names")
+        if new not in configs:
+            raise UsageError(f"--rename {item}: there is no environment file {new}.yaml to publish the network under")
+        if old in configs and not configs[old].spec.decommission:
+            raise UsageError(f"--rename {item}: environments/{old}.yaml still exists; remove or rename the file first")
+        if names and new not in names:
+            raise UsageError(f"--rename {item}: {new} is not among the environments to compile")
+        if new in moved or old in moved.values():
+            raise UsageError(f"--rename {item}: each environment can be renamed once per run")
+        moved[new] = old
+    return moved
+
+
+def _check_published(repo: GitopsRepository, base: str | None, selection: Selection, reset: Sequence[str]) -> set[str]:
+    """The run-level guards, after the fetch and before any compile: --decommission and
+    --rename name environments that exist in the repository, a rewind accepted with
+    --accept-remote-rewind drops no lock unnoticed, and chainId and namespace are unique
+    across the environments already published. Returns the published environments."""
+    entries = repo.tree_entries(base, ("rendered",))
+    published = {path.split("/")[1] for path in entries}
+    listing = ", ".join(sorted(published)) or "(none)"
+    for name in selection.requested:
+        if name not in published:
+            raise UsageError(
+                f"--decommission {name}: no environment {name} in {repo.shown_url} (branch {repo.branch}); "
+                f"published environments: {listing}"
+            )
+    for new, old in selection.renames.items():
+        if old not in published:
+            raise UsageError(f"--rename {old}={new}: no environment {old} in {repo.shown_url}; published environments: {listing}")
+        if new in published:
+            raise UsageError(f"--rename {old}={new}: {new} is already published in {repo.shown_url}; decommission it first")
+    check_rewound_locks(repo, base, [c.name for c in selection.compile], reset)
+    claims = published_claims(entries, None)
+    if any(
+        needs_chain_ids(claims, c.name, c.spec.kubernetes.namespace, c.name in reset or c.name in selection.renames)
+        for c in selection.compile
+    ):
+        claims = published_claims(entries, repo.read_blobs)
+    for config in selection.compile:
+        check_claims(
+            config.name,
+            config.source_path,
+            config.spec.network.chainId,
+            config.spec.kubernetes.namespace,
+            claims,
+            retiring=set(selection.decommission),
+            files_present=selection.files,
+        )
+    return published
 
 
 def _compile_one(
@@ -191,10 +306,11 @@ def _prepare(
 
 def cmd_compile(args: argparse.Namespace) -> int:
     settings = resolve_settings(args.environments, args.home, args.repo, args.branch)
-    selection = _select(settings, args.envs, args.decommission)
+    selection = _select(settings, args.envs, args.decommission, args.allow_genesis_change, args.rename)
     forge, identity, ctx, source = _prepare(settings, selection)
-    with GitopsRepository(settings.repo, settings.branch, settings.home) as repo:
+    with GitopsRepository(settings.repo, settings.branch, settings.home, args.accept_remote_rewind) as repo:
         base = repo.fetch()
+        published = _check_published(repo, base, selection, args.allow_genesis_change)
         fast = FastPath.load(repo, base, settings, identity.recipient, [c.name for c in selection.compile])
         skipped = {
             c.name: hit
@@ -202,6 +318,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             if c.spec.gitops.review == "direct"
             and c.name not in args.allow_genesis_change
             and not args.no_cache
+            and c.name not in selection.renames
             and (hit := fast.hit(c)) is not None
         }
         todo = [c for c in selection.compile if c.name not in skipped]
@@ -210,7 +327,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         on_base: dict[str, dict[str, bytes]] = {}  # environments compiled on the target's own files
         for c in todo:
             at = publish.compile_base(repo, base, c.name, c.spec.gitops.review)
-            if at == base:  # the fast path already listed every environment's files at base
+            if c.name in selection.renames:  # the old environment's state, under the new name
+                old = selection.renames[c.name]
+                old_state = compiler.ExistingEnvironment(old, repo.read_files(base, compiler.owned_paths(old)), base)
+                existing = compiler.moved_environment(old_state, c.name, identity)
+                on_base[c.name] = existing.files  # review it as a change of the moved network, not a new one
+            elif at == base:  # the fast path already listed every environment's files at base
                 existing = compiler.ExistingEnvironment(c.name, repo.read_blobs(fast.trees[c.name]), at)
                 on_base[c.name] = existing.files
             else:
@@ -224,15 +346,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
         items += [
             publish.plan_decommission(repo, base, name, "pull-request" if selection.reviews.get(name) == "pull-request" else "direct")
             for name in selection.decommission
+            if name in published
         ]
         outcomes = publish.publish_environments(repo, base, items, forge)
+        repo.adopt_rewind()
         for config, item in zip(todo, compiled):
             if config.spec.gitops.review == "direct":
                 fast.remember(config, item)
         for name in selection.decommission:
             fast.store.forget(name)
         fast.store.save()
-        orphans = compiler.rendered_environments(repo, base) - {c.name for c in selection.compile} - set(selection.decommission)
+        orphans = published - {c.name for c in selection.compile} - set(selection.decommission)
     by_name = {item.name: item for item in compiled}
     for config in selection.compile:
         if config.name in skipped:
@@ -246,7 +370,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         for change in item.validator_changes:
             print(f"{item.name}: validator vote needed to {change.action} {change.address}: {change.instruction}")
     for name in selection.decommission:
-        print(f"{name}: decommissioned  {outcomes[name].describe()}")
+        if name not in published:
+            print(f"{name}: decommission: true, and nothing of it is published  unchanged")
+            continue
+        renamed = [new for new, old in selection.renames.items() if old == name]
+        what = f"renamed to {renamed[0]}" if renamed else "decommissioned"
+        print(f"{name}: {what}  {outcomes[name].describe()}")
     if args.summary:
         for outcome in outcomes.values():
             if outcome.summary.changed:
@@ -341,8 +470,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.env} is marked for decommissioning; nothing to rotate")
     config = selection.compile[0]
     forge, identity, ctx, source = _prepare(settings, selection)
-    with GitopsRepository(settings.repo, settings.branch, settings.home) as repo:
+    with GitopsRepository(settings.repo, settings.branch, settings.home, args.accept_remote_rewind) as repo:
         base = repo.fetch()
+        _check_published(repo, base, selection, ())
         read_base = publish.compile_base(repo, base, config.name, config.spec.gitops.review)
         existing = compiler.ExistingEnvironment(
             config.name, repo.read_files(read_base, compiler.owned_paths(config.name)), read_base
@@ -355,6 +485,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         title = f"chainops: rotate p2p key of {args.node} in {config.name}\n"
         change = dataclasses.replace(item.change, message=title + item.change.message.split("\n", 1)[1])
         outcomes = publish.publish_environments(repo, base, [dataclasses.replace(item, change=change)], forge)
+        repo.adopt_rewind()
     before = {n["name"]: n["address"] for n in (existing.lock or {}).get("nodes", [])}
     after = {n.name: n.address for n in keys.nodes}
     print(

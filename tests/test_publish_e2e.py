@@ -291,5 +291,9 @@ def test_decommission_is_one_commit_whose_message_and_diff_say_what_goes(cli, en
     assert result.code == 0 and re.search(r"^beta: decommissioned  commit [0-9a-f]{12}$", result.out, re.M)
     assert commit_count(remote) == 3 and trailers(remote)["Chainops-Environment"] == "beta"
     assert f"Changes: 0 added, 0 changed, {len(objects) + 2} removed objects" in git(remote, "log", "-1", "--format=%B")
-    assert all(p.startswith(("rendered/beta/", "bootstrap/beta.yaml")) for p in changed_paths(remote))
+    assert all(p.startswith(("rendered/beta/", "bootstrap/beta.yaml", ".sops.yaml")) for p in changed_paths(remote))
     assert git(remote, "ls-tree", "--name-only", "main", "rendered/").split() == ["rendered/alpha"]
+    # beta's creation rule leaves .sops.yaml with it; alpha's stays as it was
+    rules = yaml.safe_load(git(remote, "show", "main:.sops.yaml"))["creation_rules"]
+    assert [r["path_regex"] for r in rules] == [r"^rendered/alpha/[^/]+/secret-[^/]+\.yaml$"]
+    assert rules == [r for r in yaml.safe_load(git(remote, "show", "main~1:.sops.yaml"))["creation_rules"] if "alpha" in r["path_regex"]]

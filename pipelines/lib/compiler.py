@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -21,15 +22,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import git
 
 from pipelines.lib import genesis as genesis_lib
 from pipelines.lib.chart_values import pod_host, render_objects
 from pipelines.lib.config import ConfigError, EnvironmentConfig, parse_balance
-from pipelines.lib.gitops import EnvironmentChange, GitopsRepository, git_blob_id
+from pipelines.lib.errors import GuardError
+from pipelines.lib.gitops import EnvironmentChange, GitopsRepository, SharedEdit, git_blob_id
+from pipelines.lib.identity_guard import check_committed_state
 from pipelines.lib.keys import (
-    ESCROW_FILE,
     Escrow,
     KeyDeriver,
     KeyPolicyError,
@@ -46,6 +49,19 @@ from pipelines.lib.keys import (
     public_key_of,
     seal_escrow,
 )
+from pipelines.lib.layout import (
+    GENESIS_FILE,
+    LOCK_FILE,
+    SOPS_CONFIG_FILE,
+    bootstrap_path,
+    env_dir,
+    environment_paths,
+    escrow_path,
+    lock_path,
+    owned_paths,
+    sops_path_regex,
+)
+from pipelines.lib.lock import NetworkLock, parse_lock
 from pipelines.lib.manifests import (
     dump_yaml,
     kustomization,
@@ -73,18 +89,12 @@ from pipelines.lib.sealing import (
     SopsSealer,
     is_plaintext_secret,
     is_sops_encrypted,
-    sops_config_yaml,
+    merge_sops_rule,
+    sops_rule_yaml,
 )
 
 VERSION = "0.1.0"
-SOPS_PATH_REGEX = r"^rendered/[^/]+/[^/]+/secret-[^/]+\.yaml$"
-LOCK_FILE = "network.lock.json"
-SOPS_CONFIG_FILE = ".sops.yaml"
-GENESIS_FILE = "genesis.json"
 
-
-class GuardError(RuntimeError):
-    """A run would do something dangerous (change a locked genesis, lose a key)."""
 
 
 class ManifestValidationError(ValueError):
@@ -104,13 +114,30 @@ class PublishTarget:
         """Flux and Argo CD fetch over http(s) or ssh; a local path gets a placeholder host
         (set CHAINOPS_CLUSTER_REPO_URL to the real one)."""
         if self.cluster_url:
-            return self.cluster_url
+            return without_credentials(self.cluster_url)
         if self.url.startswith(("http://", "https://", "ssh://")):
-            return self.url
-        match = re.match(r"^([^@/]+)@([^:/]+):(.+)$", self.url)
+            return without_credentials(self.url)
+        match = re.match(r"^([^@/:]+)@([^:/]+):(.+)$", self.url)
         if match:
             return f"ssh://{match.group(1)}@{match.group(2)}/{match.group(3)}"
         return f"ssh://git@gitops.invalid/{Path(self.url.removeprefix('file://')).name}"
+
+
+def without_credentials(url: str) -> str:
+    """`url` as it may be committed (bootstrap objects): no password or token, ever.
+
+    http(s) user-info is dropped entirely (the cluster authenticates with a Flux
+    `secretRef` or an Argo CD repository credential, not with the pipeline's token); an
+    ssh user name is kept (`git@`), since it names an account, not a secret."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    if parts.scheme == "ssh" and ":" not in userinfo:
+        return url
+    if parts.scheme == "ssh":
+        host = f"{userinfo.split(':', 1)[0]}@{host}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 @dataclass(frozen=True)
@@ -143,10 +170,24 @@ class ExistingEnvironment:
     files: dict[str, bytes] = field(default_factory=dict, repr=False)  # repo path -> bytes
     commit: str | None = None  # the commit the files were read at (None: no commit yet)
 
-    @property
+    @functools.cached_property
+    def checked_lock(self) -> NetworkLock | None:
+        """The lock, checked (a GuardError names a missing or invalid field); None when absent."""
+        data = self.files.get(lock_path(self.name))
+        return parse_lock(data, self.name) if data else None
+
+    @functools.cached_property
     def lock(self) -> dict[str, Any] | None:
-        data = self.files.get(env_dir(self.name) + LOCK_FILE)
-        return json.loads(data) if data else None
+        """The lock as committed (a plain dict), only after :attr:`checked_lock` accepted it."""
+        return json.loads(self.files[lock_path(self.name)]) if self.checked_lock is not None else None
+
+    def without_lock_if_damaged(self) -> ExistingEnvironment:
+        """For an explicit reset: a lock that cannot be read counts as no lock at all."""
+        try:
+            self.checked_lock  # noqa: B018 - parse it
+        except GuardError:
+            return dataclasses.replace(self, files={p: b for p, b in self.files.items() if p != lock_path(self.name)})
+        return self
 
 
 @dataclass(frozen=True)
@@ -187,6 +228,7 @@ class CompiledEnvironment:
     compiled_from: dict[str, str] = field(default_factory=dict)  # blob ids of the committed files it was built on
     secrets_provider: str = "sops"  # gitops.secrets.provider
     plaintext_secrets: tuple[str, ...] = ()  # paths of Secrets committed unsealed (provider plaintext): flag them
+    sops_rule: bytes | None = None  # its creation rule in the shared .sops.yaml (None: provider is not sops)
     # The review summary against the files it was compiled from, computed where it was
     # compiled (in parallel); valid for another base only if that base holds the same files.
     summary: ReviewSummary | None = None
@@ -197,31 +239,7 @@ class CompiledEnvironment:
         return {path: git_blob_id(data) for path, data in files.items()} == self.compiled_from
 
 
-def env_dir(name: str) -> str:
-    return f"rendered/{name}/"
-
-
-def bootstrap_path(name: str) -> str:
-    return f"bootstrap/{name}.yaml"
-
-
-def environment_paths(name: str) -> tuple[str, ...]:
-    """The paths only this environment writes."""
-    return (env_dir(name).rstrip("/"), bootstrap_path(name))
-
-
-def owned_paths(name: str) -> tuple[str, ...]:
-    """The paths an environment's commit replaces: its own plus the shared `.sops.yaml`
-    (identical for every environment of a repository)."""
-    return (*environment_paths(name), SOPS_CONFIG_FILE)
-
-
 # -- keys ------------------------------------------------------------------------------
-def escrow_path(name: str) -> str:
-    """The environment's key escrow: private keys for the pipeline identity only (not applied)."""
-    return env_dir(name) + ESCROW_FILE
-
-
 def fingerprint_key(config: EnvironmentConfig, identity: AgeIdentity) -> bytes:
     """Key of the sealed-content HMACs: derived from the pipeline identity, never stored."""
     return bytes.fromhex(derive_shared_secret(str(identity.secret()), config.name, "sealed-content-hmac"))
@@ -323,6 +341,25 @@ def _recover_from_secrets(
     return recovered
 
 
+def moved_environment(old: ExistingEnvironment, new_name: str, identity: AgeIdentity) -> ExistingEnvironment:
+    """The committed state of environment `old` as if it had always been called `new_name`
+    (an explicit rename): the same lock, keys, sealed Secrets and genesis under
+    `rendered/<new_name>/`, so the renamed environment keeps its network's identity."""
+    lock = old.checked_lock
+    if lock is None:
+        raise GuardError(f"{old.name}: has no network.lock.json to rename; nothing was written")
+    files: dict[str, bytes] = {}
+    for path, data in old.files.items():
+        if path.startswith(env_dir(old.name)):
+            files[env_dir(new_name) + path[len(env_dir(old.name)) :]] = data
+    files[lock_path(new_name)] = canonical_json({**(old.lock or {}), "environment": new_name})
+    escrow = read_escrow(old, identity)
+    if escrow is not None:
+        sealed = {env_dir(new_name) + p[len(env_dir(old.name)) :]: r for p, r in escrow.sealed.items() if p.startswith(env_dir(old.name))}
+        files[escrow_path(new_name)] = seal_escrow(new_name, Escrow(escrow.keys, sealed), identity.recipient)
+    return ExistingEnvironment(new_name, files, old.commit)
+
+
 def material_from_secret_data(name: str, data: dict[str, str]) -> PrivateKeyMaterial:
     """Node Secrets carry `nodekey`; account Secrets only a keystore and its password."""
     if "nodekey" in data:
@@ -342,12 +379,21 @@ def compute_keys(
     *,
     rotate: Collection[str] = (),
     mnemonic: str | None = None,
+    reset: bool = False,
 ) -> KeySet:
     """Locked keys recovered, new ones generated (or derived in development mode), `rotate`d
-    p2p keys replaced. `mnemonic` defaults to CHAINOPS_MNEMONIC when the environment asks for it."""
+    p2p keys replaced. `mnemonic` defaults to CHAINOPS_MNEMONIC when the environment asks for it.
+
+    Before any key is planned, the committed state is checked against the lock
+    (identity_guard): a deleted or hand-edited lock is refused, unless `reset` (the
+    operator's explicit --allow-genesis-change for this environment) accepts a new chain."""
+    if reset:
+        existing = existing.without_lock_if_damaged()
     derive = mnemonic_deriver(config, mnemonic)
+    escrow = read_escrow(existing, identity)
+    check_committed_state(config.name, existing.files, existing.checked_lock, escrow.keys if escrow else None, reset)
     check_rotation(config, existing.lock, rotate)
-    recovered = recover_private_keys(config, existing, identity, read_escrow(existing, identity), derive)
+    recovered = recover_private_keys(config, existing, identity, escrow, derive)
     shared = shared_secrets(config, identity)
     keys = plan_keys(config, existing.lock, recovered, identity.recipient, shared, rotate=rotate, derive=derive)
     return dataclasses.replace(keys, based_on=existing.commit)
@@ -498,10 +544,12 @@ def compute_genesis(
     locked_hash = lock.get("genesisHash") if lock else None
     previous_doc = _previous_genesis(existing)
     file_sha256 = hashlib.sha256(json_bytes).hexdigest()
-    changed = lock is not None and locked_hash is not None and (
+    chain_changes = _locked_chain_changes(config, lock)
+    changed = lock is not None and (
         locked_hash != block_hash
         or lock.get("genesisFileSha256", file_sha256) != file_sha256
         or (previous_doc is not None and previous_doc != document)
+        or bool(chain_changes)
     )
     return GenesisResult(
         document=document,
@@ -510,8 +558,24 @@ def compute_genesis(
         validators=ordered,
         validator_changes=validator_changes(config, keys, lock, reset=allow_change),
         previous_hash=locked_hash if changed else None,
-        differences=tuple(genesis_differences(previous_doc, document)) if changed else (),
+        differences=tuple(dict.fromkeys(chain_changes + genesis_differences(previous_doc, document))) if changed else (),
     )
+
+
+def _locked_chain_changes(config: EnvironmentConfig, lock: dict | None) -> list[str]:
+    """What the environment file changes in the chain the lock records. chainId, networkId
+    and the consensus are not all in the block hash, and genesis.json may be gone, so the
+    lock's own fields are compared too."""
+    if lock is None:
+        return []
+    network = config.spec.network
+    wanted = {
+        "chainId": network.chainId,
+        "networkId": network.effective_network_id,
+        "client": network.client,
+        "consensus": network.consensus,
+    }
+    return [f"{key}: {lock.get(key)!r} -> {value!r}" for key, value in wanted.items() if lock.get(key) != value]
 
 
 def _previous_genesis(existing: ExistingEnvironment | None) -> dict | None:
@@ -556,11 +620,15 @@ def check_genesis_lock(
     if not lock or not genesis.changed or allow_change:
         return
     what = "; ".join(genesis.differences) or "see genesis.json"
+    if lock["genesisHash"] == genesis.block_hash:
+        hashes = f"block hash unchanged ({genesis.block_hash}) but the chain it describes is not"
+    else:
+        hashes = f"block hash {lock['genesisHash']} -> {genesis.block_hash}"
     raise GuardError(
-        f"{config.source_path}: the committed genesis would change: block hash {lock['genesisHash']} -> "
-        f"{genesis.block_hash}, genesis.json sha256 {lock.get('genesisFileSha256', '(not locked)')} -> "
-        f"{genesis.file_sha256} ({what}). This resets the chain: nodes with the old genesis will not "
-        f"follow the new one. Re-run with --allow-genesis-change {config.name} if that is intended"
+        f"{config.source_path}: the committed genesis would change ({what}): {hashes}; genesis.json sha256 "
+        f"{lock.get('genesisFileSha256', '(not locked)')} -> {genesis.file_sha256}. This resets the chain: nodes "
+        f"with the old genesis will not follow the new one. Re-run with --allow-genesis-change {config.name} "
+        "if that is intended"
     )
 
 
@@ -704,7 +772,9 @@ def render_environment(
     if problems:
         raise ManifestValidationError("\n".join(f"{p.path}: {p.kind}/{p.name}: {p.message}" for p in problems))
     files[bootstrap_path(config.name)] = "---\n".join(dump_yaml(o) for o in bootstrap).encode()
-    files[SOPS_CONFIG_FILE] = sops_config_yaml(SOPS_PATH_REGEX, [ctx.identity.recipient])
+    sops_rule = None
+    if sealer.provider == "sops":  # the environment's own creation rule in the shared .sops.yaml
+        sops_rule = sops_rule_yaml(sops_path_regex(config.name), [ctx.identity.recipient, *config.spec.gitops.secrets.ageRecipients])
     with times.stage("review"):
         summary = build_summary(config.name, existing.files, files)
     return CompiledEnvironment(
@@ -721,6 +791,7 @@ def render_environment(
         compiled_from={path: git_blob_id(data) for path, data in existing.files.items()},
         secrets_provider=sealer.provider,
         plaintext_secrets=tuple(sorted(p for p, _, _ in to_seal)) if sealer.provider == "plaintext" else (),
+        sops_rule=sops_rule,
         summary=summary,
         stage_seconds=times.seconds,
     )
@@ -778,16 +849,19 @@ def to_change(
         files=compiled.files,
         prefixes=compiled.prefixes,
         message=commit_message(compiled, profile, source_commit, summary),
+        shared=(SharedEdit(SOPS_CONFIG_FILE, compiled.sops_rule, merge_sops_rule),),
     )
 
 
 def decommission_change(name: str, summary: ReviewSummary | None = None) -> EnvironmentChange:
-    """Remove an environment's rendered output and bootstrap (keeps the shared .sops.yaml)."""
+    """Remove an environment's rendered output, bootstrap and creation rule in `.sops.yaml`
+    (and nothing of any other environment: `environment_paths` refuses a name that is not one)."""
     body = "".join(f"{line}\n" for line in commit_lines(summary)) + "\n" if summary is not None and summary.changed else ""
     return EnvironmentChange(
         environment=name,
         files={},
-        prefixes=(env_dir(name).rstrip("/"), bootstrap_path(name)),
+        prefixes=environment_paths(name),
+        shared=(SharedEdit(SOPS_CONFIG_FILE, None, merge_sops_rule),),
         message=f"chainops: decommission {name}\n\n{body}Chainops-Environment: {name}\nChainops-Version: {VERSION}\n",
     )
 
@@ -818,8 +892,10 @@ def compile_environment(
 ) -> CompiledEnvironment:
     """Keys, genesis (with the lock guard) and rendered, sealed, validated files: all in memory."""
     times = StageTimes()
+    if allow_genesis_change:
+        existing = existing.without_lock_if_damaged()
     with times.stage("keys"):
-        keys = compute_keys(config, existing, ctx.identity, mnemonic=mnemonic)
+        keys = compute_keys(config, existing, ctx.identity, mnemonic=mnemonic, reset=allow_genesis_change)
     with times.stage("genesis"):
         genesis = compute_genesis(config, keys, existing, allow_genesis_change)
         check_genesis_lock(config, existing.lock, genesis, allow_genesis_change)

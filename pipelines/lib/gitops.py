@@ -16,13 +16,15 @@ import shlex
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import git
 from filelock import FileLock
+
+from pipelines.lib.errors import RemoteRewoundError
 
 AUTHOR_NAME = "chainops"
 AUTHOR_EMAIL = "chainops@localhost"
@@ -31,6 +33,8 @@ AUTHOR_EMAIL = "chainops@localhost"
 MAX_PUSH_ATTEMPTS = 10
 RETRY_BASE_DELAY = 0.05
 IMPORT_REF = "refs/chainops/import"  # scratch ref for fast-import; deleted after each batch
+INCOMING_REF = "refs/chainops/incoming"  # scratch ref a fetch lands in before the rewind check
+BEFORE_REWIND_REF = "refs/chainops/before-rewind"  # the tip an accepted rewind dropped
 REVIEW_BRANCH_PREFIX = "chainops/"
 TOKEN_ENV = "CHAINOPS_GIT_TOKEN"
 USERNAME_ENV = "CHAINOPS_GIT_USERNAME"
@@ -129,14 +133,33 @@ def ensure_embedded_repository(path: Path, branch: str) -> None:
     git.Repo.init(path, bare=True, initial_branch=branch).close()
 
 
+SharedMerge = Callable[[bytes | None, str, bytes | None], bytes | None]
+
+
+@dataclass(frozen=True)
+class SharedEdit:
+    """One environment's section of a file every environment shares (`.sops.yaml`).
+
+    `merge(current file, environment, section)` returns the whole file with only this
+    environment's section replaced (``section`` None: removed); None deletes the file.
+    It runs on the file as it is in the commit being built, so environments published in
+    one batch, or by racing writers, never overwrite each other's sections."""
+
+    path: str
+    section: bytes | None
+    merge: SharedMerge
+
+
 @dataclass(frozen=True)
 class EnvironmentChange:
-    """Replace everything under `prefixes` with `files` (repo path -> bytes), then commit."""
+    """Replace everything under `prefixes` with `files` (repo path -> bytes), apply the
+    `shared` edits, then commit."""
 
     environment: str
     files: Mapping[str, bytes]
     prefixes: tuple[str, ...]
     message: str
+    shared: tuple[SharedEdit, ...] = ()
 
 
 @dataclass
@@ -160,8 +183,11 @@ class BranchResult:
 class GitopsRepository:
     """A remote GitOps repository seen through a bare cache clone under `home/cache`."""
 
-    def __init__(self, url: str, branch: str, home: Path):
+    def __init__(self, url: str, branch: str, home: Path, accept_rewind: bool = False):
         self.url = repo_url(url)
+        self.accept_rewind = accept_rewind  # the operator accepted a rewound remote (--accept-remote-rewind)
+        self.rewound_from: str | None = None  # the tip the cache knew, when an accepted rewind dropped it
+        self._rewound_to: str | None = None  # the accepted tip, adopted by adopt_rewind()
         self.branch = branch
         slug = hashlib.sha256(f"{self.url}\0{branch}".encode()).hexdigest()[:16]
         self.cache_path = home / "cache" / f"{slug}.git"
@@ -198,8 +224,9 @@ class GitopsRepository:
         leftovers += list((self.cache_path / "refs").rglob("*.lock"))
         for stale in leftovers:
             stale.unlink(missing_ok=True)
-        if self.repo.git.for_each_ref(IMPORT_REF):
-            self.repo.git.update_ref("-d", IMPORT_REF)
+        for scratch in (IMPORT_REF, INCOMING_REF):
+            if self.repo.git.for_each_ref(scratch):
+                self.repo.git.update_ref("-d", scratch)
 
     def __exit__(self, *exc: object) -> None:
         if self._repo is not None:
@@ -219,22 +246,74 @@ class GitopsRepository:
         return self.fetch_branch(self.branch)
 
     def fetch_branch(self, branch: str) -> str | None:
-        """Fetch `branch` into refs/remotes/origin/<branch>; None when the remote has no such branch."""
+        """Fetch `branch` into refs/remotes/origin/<branch>; None when the remote has no such branch.
+
+        The target branch only ever moves forward (chainops pushes fast-forwards only), so
+        its new tip must contain the one the cache last saw or published. It is fetched into
+        a scratch ref first: a rewound or deleted branch is refused before the cache forgets
+        the tip chainops knows (the repair needs it). Review branches are chainops' own and
+        are rebuilt freely."""
         tracking = f"refs/remotes/origin/{branch}"
+        known = self._ref(tracking)
         try:
             remote_refs = self.repo.git.ls_remote(self.url, f"refs/heads/{branch}", env=remote_env())
         except git.GitCommandError as exc:
             raise GitopsError(f"cannot reach GitOps repository {self.shown_url}: {_stderr(exc)}") from None
+        guarded = branch == self.branch and known is not None
         if not remote_refs.strip():
-            self.repo.git.update_ref("-d", tracking)
+            if guarded and not self.accept_rewind:
+                raise self._rewound(known, None)
+            if known is not None and branch == self.branch:
+                self.rewound_from = self.rewound_from or known
+                self.repo.git.update_ref(BEFORE_REWIND_REF, known)
+                self._rewound_to = ""  # the branch is gone: adopting deletes the tracking ref
+            elif known is not None:
+                self.repo.git.update_ref("-d", tracking)
             return None
         try:
             self.repo.git.fetch(
-                "--quiet", "--no-tags", "--no-write-fetch-head", self.url, f"+refs/heads/{branch}:{tracking}", env=remote_env()
+                "--quiet", "--no-tags", "--no-write-fetch-head", self.url, f"+refs/heads/{branch}:{INCOMING_REF}", env=remote_env()
             )
         except git.GitCommandError as exc:
             raise GitopsError(f"cannot fetch {branch} from {self.shown_url}: {_stderr(exc)}") from None
-        return self.repo.git.rev_parse(tracking)
+        fetched = self.repo.git.rev_parse(INCOMING_REF)
+        self.repo.git.update_ref("-d", INCOMING_REF)
+        if guarded and not self.is_ancestor(known, fetched):
+            if not self.accept_rewind:
+                raise self._rewound(known, fetched)
+            # Accepted, but remembered only once the run succeeds (adopt_rewind): a run that is
+            # refused later must not make the next run forget the tip it went back from.
+            self.rewound_from = self.rewound_from or known
+            self.repo.git.update_ref(BEFORE_REWIND_REF, known)  # kept for a later repair
+            self._rewound_to = fetched
+            return fetched
+        self.repo.git.update_ref(tracking, fetched)
+        return fetched
+
+    def adopt_rewind(self) -> None:
+        """Make an accepted rewind the cache's new memory (at the end of a successful run)."""
+        if self._rewound_to is not None:
+            if self._ref(self.tracking_ref) == self.rewound_from:
+                if self._rewound_to:
+                    self.repo.git.update_ref(self.tracking_ref, self._rewound_to)
+                else:
+                    self.repo.git.update_ref("-d", self.tracking_ref)
+            self._rewound_to = None
+
+    def _ref(self, ref: str) -> str | None:
+        out = self.repo.git.for_each_ref("--format=%(objectname)", ref).strip()
+        return out or None
+
+    def _rewound(self, known: str, now: str | None) -> RemoteRewoundError:
+        state = f"its tip is now {now[:12]}, which does not contain" if now else "the branch is gone; it held"
+        return RemoteRewoundError(
+            f"GitOps branch {self.branch} of {self.shown_url} was rewound: {state} {known[:12]}, the tip chainops last "
+            f"published or saw from this home. Every environment published since would look new and get new keys. "
+            f"Nothing was written. If the rewind was a mistake (a force push, a restored backup), restore the branch "
+            f"from chainops' cache: `git --git-dir {self.cache_path} push {self.shown_url} {known}:refs/heads/{self.branch}`. "
+            f"If the remote's history is intended, re-run with --accept-remote-rewind (environments whose lock the "
+            f"rewind changed then each need --allow-genesis-change ENV)"
+        )
 
     def has_commit(self, commit: str) -> bool:
         """Whether the cache holds `commit` (a full object id)."""
@@ -265,8 +344,21 @@ class GitopsRepository:
     # -- writing ---------------------------------------------------------------------
     def differs(self, base: str | None, change: EnvironmentChange) -> bool:
         """Whether `change` would alter the tree at `base` (blob ids compared, never mtimes)."""
-        wanted = {path: git_blob_id(data) for path, data in change.files.items()}
-        return self.tree_entries(base, change.prefixes) != wanted
+        current, wanted, _ = self._effective(base, change)
+        return current != wanted
+
+    def _effective(self, base: str | None, change: EnvironmentChange) -> tuple[dict[str, str], dict[str, str], dict[str, bytes]]:
+        """(blob ids now, blob ids wanted, bytes wanted) of every path `change` touches at `base`."""
+        shared = tuple(edit.path for edit in change.shared)
+        current = self.tree_entries(base, change.prefixes + shared)
+        files = dict(change.files)
+        shared_now = self.read_files(base, shared) if shared else {}
+        for edit in change.shared:
+            after = edit.merge(shared_now.get(edit.path), change.environment, edit.section)
+            files.pop(edit.path, None)
+            if after is not None:
+                files[edit.path] = after
+        return current, {path: git_blob_id(data) for path, data in files.items()}, files
 
     def _commit_change(self, base: str | None, change: EnvironmentChange) -> str | None:
         """Build the commit for one environment on top of `base`; None when the tree is unchanged."""
@@ -278,23 +370,38 @@ class GitopsRepository:
     ) -> tuple[str | None, dict[str, str]]:
         """Chain one commit per changed environment on top of `base` with a single
         `git fast-import` (one process and one pack for the whole batch, however many
-        environments). Unchanged environments (same blob ids) get no commit."""
+        environments). Unchanged environments (same blob ids) get no commit. Shared files
+        are merged section by section on the state each commit is built on."""
         prefixes = tuple(sorted({p for change in changes for p in change.prefixes}))
         state = group_by_prefix(self.tree_entries(base, prefixes) if prefixes else {}, prefixes)
-        planned: list[tuple[EnvironmentChange, dict[str, str], dict[str, str]]] = []
+        shared_paths = tuple(sorted({edit.path for change in changes for edit in change.shared}))
+        shared_now: dict[str, bytes | None] = dict(self.read_files(base, shared_paths)) if shared_paths else {}
+        planned: list[tuple[EnvironmentChange, dict[str, str], dict[str, str], dict[str, bytes]]] = []
         for change in changes:
             current = {p: sha for prefix in change.prefixes for p, sha in state.get(prefix, {}).items()}
             wanted = {path: git_blob_id(data) for path, data in change.files.items()}
+            files = dict(change.files)
+            merged: dict[str, bytes | None] = {}
+            for edit in change.shared:
+                before = shared_now.get(edit.path)
+                after = edit.merge(before, change.environment, edit.section)
+                merged[edit.path] = after
+                if before is not None:
+                    current[edit.path] = git_blob_id(before)
+                if after is not None:
+                    wanted[edit.path] = git_blob_id(after)
+                    files[edit.path] = after
             if current == wanted:
                 continue
-            planned.append((change, current, wanted))
+            planned.append((change, current, wanted, files))
+            shared_now.update(merged)
             for prefix in change.prefixes:
                 state[prefix] = {}
             for prefix, entries in group_by_prefix(wanted, change.prefixes).items():
                 state[prefix] = entries
         if not planned:
             return base, {}
-        marked = [change.environment for change, _, _ in planned]
+        marked = [change.environment for change, _, _, _ in planned]
         with tempfile.NamedTemporaryFile(dir=self.cache_path, prefix="chainops-marks-") as marks:
             self._fast_import(_import_stream(planned, base), marks.name)
             ids = dict(line.split() for line in Path(marks.name).read_text().splitlines())
@@ -353,6 +460,7 @@ class GitopsRepository:
             head, commits = self._commit_changes(base, changes)
             if not commits:
                 result.head = base
+                self.adopt_rewind()
                 return result
             if not self._push(f"{head}:refs/heads/{self.branch}"):
                 _backoff(attempt)
@@ -393,8 +501,8 @@ class GitopsRepository:
             return False
         if not self.is_ancestor(parents[0], base):
             return False
-        wanted = {path: git_blob_id(data) for path, data in change.files.items()}
-        return self.tree_entries(head, change.prefixes) == wanted
+        _, wanted, _ = self._effective(base, change)
+        return self.tree_entries(head, change.prefixes + tuple(e.path for e in change.shared)) == wanted
 
     def parents(self, commit: str) -> list[str]:
         return self.repo.git.rev_list("--parents", "-n", "1", commit).split()[1:]
@@ -452,11 +560,11 @@ class GitopsRepository:
 
 
 def _import_stream(
-    planned: Sequence[tuple[EnvironmentChange, dict[str, str], dict[str, str]]], base: str | None
+    planned: Sequence[tuple[EnvironmentChange, dict[str, str], dict[str, str], dict[str, bytes]]], base: str | None
 ) -> Iterator[bytes]:
     """fast-import commands: one commit per planned change, each on top of the previous."""
     when = f"{int(time.time())} +0000".encode()
-    for mark, (change, current, wanted) in enumerate(planned, start=1):
+    for mark, (change, current, wanted, files) in enumerate(planned, start=1):
         message = change.message.encode()
         head = b"commit %s\nmark :%d\n" % (IMPORT_REF.encode(), mark)
         for role in (b"author", b"committer"):
@@ -469,7 +577,7 @@ def _import_stream(
         for path in sorted(set(current) - set(wanted)):
             head += b"D %s\n" % _quote_path(path)
         yield head
-        for path, data in sorted(change.files.items()):
+        for path, data in sorted(files.items()):
             if current.get(path) != wanted[path]:
                 yield b"M 100644 inline %s\ndata %d\n" % (_quote_path(path), len(data))
                 yield data + b"\n"

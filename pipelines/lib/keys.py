@@ -28,9 +28,9 @@ from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
 from pipelines.lib.config import EnvironmentConfig
+from pipelines.lib.layout import ESCROW_FILE
 
 P2P_PORT = 30303
-ESCROW_FILE = "keys.escrow.age"
 ESCROW_VERSION = 1
 MNEMONIC_ENV = "CHAINOPS_MNEMONIC"
 ROTATABLE_ROLES = ("rpc", "bootnode")

@@ -73,9 +73,13 @@ __all__ = [
     "is_sops_encrypted",
     "sops_binary",
     "sops_config_yaml",
+    "sops_rule_yaml",
+    "merge_sops_rule",
 ]
 
 ENCRYPTED_REGEX = "^(data|stringData)$"
+# The one rule for every environment that chainops wrote before rules were per environment.
+LEGACY_SOPS_PATH_REGEX = r"^rendered/[^/]+/[^/]+/secret-[^/]+\.yaml$"
 SECRET_FIELDS = ("data", "stringData")
 # Marks a Secret committed in plaintext (provider `plaintext`) so reviews and checks can flag it.
 PLAINTEXT_ANNOTATION = "chainops.io/plaintext-secret"
@@ -307,6 +311,45 @@ def sops_config_yaml(path_regex: str, recipients: Sequence[str]) -> bytes:
         "age": ",".join(_validated_recipients(recipients)),
     }
     document = {"creation_rules": [rule], "stores": {"yaml": {"indent": 2}}}
+    return _dump_yaml(document)
+
+
+def sops_rule_yaml(path_regex: str, recipients: Sequence[str]) -> bytes:
+    """One environment's creation rule (its section of the shared ``.sops.yaml``)."""
+    document = yaml.load(sops_config_yaml(path_regex, recipients), Loader=_Loader)
+    return _dump_yaml(document["creation_rules"][0])
+
+
+def merge_sops_rule(current: bytes | None, environment: str, rule: bytes | None) -> bytes | None:
+    """The shared ``.sops.yaml`` with only ``environment``'s creation rule replaced.
+
+    Each environment has its own rule (its path regex under ``rendered/<env>/``, its own
+    recipients), so compiling one environment, even with a new pipeline identity, never
+    re-keys another's. Rules of other environments and rules chainops did not write (kept
+    after chainops' own, as sops takes the first match) are left as they are. ``rule`` None
+    removes the environment's rule (decommission, or a provider other than sops); None is
+    returned when no rule is left (the file is deleted)."""
+    prefix = f"^rendered/{environment}/"
+    document: dict[str, Any] = {}
+    if current is not None:
+        try:
+            loaded = yaml.load(current, Loader=_Loader)
+        except yaml.YAMLError:
+            loaded = None
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("creation_rules", []), list):
+            raise SealingError(".sops.yaml of the GitOps repository is not a sops configuration; repair or remove it")
+        document = loaded
+    rules = [r for r in document.get("creation_rules") or [] if isinstance(r, dict)]
+    ours = [r for r in rules if str(r.get("path_regex", "")).startswith("^rendered/") and r.get("path_regex") != LEGACY_SOPS_PATH_REGEX]
+    others = [r for r in rules if r not in ours]
+    ours = [r for r in ours if not str(r.get("path_regex", "")).startswith(prefix)]
+    if rule is not None:
+        ours.append(yaml.load(rule, Loader=_Loader))
+    merged = sorted(ours, key=lambda r: str(r.get("path_regex"))) + others
+    if not merged:
+        return None
+    document["creation_rules"] = merged
+    document.setdefault("stores", {"yaml": {"indent": 2}})
     return _dump_yaml(document)
 
 
