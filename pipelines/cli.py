@@ -23,7 +23,7 @@ from pipelines.lib.fingerprint import Fingerprinted, FingerprintStore, environme
 from pipelines.lib.forges import Forge, ForgeError, ForgeSettings, forge_for
 from pipelines.lib.genesis import GenesisError, genesis_block_hash
 from pipelines.lib.gitops import GitopsError, GitopsRepository, git_blob_id, group_by_prefix
-from pipelines.lib.identity_guard import check_claims, check_rewound_locks, needs_chain_ids, published_claims
+from pipelines.lib.identity_guard import check_published
 from pipelines.lib.layout import ENV_NAME_RE
 from pipelines.lib.manifests import ManifestError
 from pipelines.lib.sealed_secrets import CertificateError, resolve_cert_path
@@ -197,23 +197,15 @@ def _check_published(repo: GitopsRepository, base: str | None, selection: Select
             raise UsageError(f"--rename {old}={new}: no environment {old} in {repo.shown_url}; published environments: {listing}")
         if new in published:
             raise UsageError(f"--rename {old}={new}: {new} is already published in {repo.shown_url}; decommission it first")
-    check_rewound_locks(repo, base, [c.name for c in selection.compile], reset)
-    claims = published_claims(entries, None)
-    if any(
-        needs_chain_ids(claims, c.name, c.spec.kubernetes.namespace, c.name in reset or c.name in selection.renames)
-        for c in selection.compile
-    ):
-        claims = published_claims(entries, repo.read_blobs)
-    for config in selection.compile:
-        check_claims(
-            config.name,
-            config.source_path,
-            config.spec.network.chainId,
-            config.spec.kubernetes.namespace,
-            claims,
-            retiring=set(selection.decommission),
-            files_present=selection.files,
-        )
+    check_published(
+        repo,
+        base,
+        selection.compile,
+        reset=set(reset) | set(selection.renames),
+        retiring=set(selection.decommission),
+        files_present=selection.files,
+        entries=entries,
+    )
     return published
 
 

@@ -13,9 +13,10 @@ accepts a reset instead of a repair.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from pipelines.lib.config import EnvironmentConfig
 from pipelines.lib.errors import GuardError
 from pipelines.lib.gitops import GitopsRepository
 from pipelines.lib.layout import (
@@ -208,3 +209,41 @@ def check_rewound_locks(repo: GitopsRepository, base: str | None, names: Collect
             f"(`git --git-dir {repo.cache_path} push {repo.shown_url} {known}:refs/heads/chainops-rescue`) and bring "
             f"rendered/<env>/ back from it; or reset each one explicitly with {RESET_FLAG} ENV"
         )
+
+
+def check_published(
+    repo: GitopsRepository,
+    base: str | None,
+    configs: Sequence[EnvironmentConfig],
+    reset: Collection[str] = (),
+    retiring: Collection[str] = (),
+    files_present: Collection[str] = (),
+    entries: Mapping[str, str] | None = None,
+) -> None:
+    """The run-level guards of `chainops compile` and of a Dagster run, after the fetch and
+    before any key is planned: a rewind accepted with --accept-remote-rewind drops no lock
+    unnoticed, and chainId and namespace stay unique across the published environments.
+    `entries`: the tree listing of `rendered/` at `base`, when the caller has it."""
+    check_rewound_locks(repo, base, [c.name for c in configs], reset)
+    if entries is None:
+        entries = repo.tree_entries(base, (RENDERED_DIR,))
+    claims = published_claims(entries, None)
+    if any(needs_chain_ids(claims, c.name, c.spec.kubernetes.namespace, c.name in reset) for c in configs):
+        claims = published_claims(entries, repo.read_blobs)
+    for config in configs:
+        check_claims(
+            config.name,
+            config.source_path,
+            config.spec.network.chainId,
+            config.spec.kubernetes.namespace,
+            claims,
+            retiring=retiring,
+            files_present=files_present,
+        )
+
+
+def check_published_environment(
+    repo: GitopsRepository, base: str | None, config: EnvironmentConfig, reset: bool, files_present: Collection[str] = ()
+) -> None:
+    """:func:`check_published` for one environment (a Dagster run compiles one partition)."""
+    check_published(repo, base, [config], {config.name} if reset else (), files_present=files_present)

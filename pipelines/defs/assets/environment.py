@@ -12,6 +12,8 @@ only `gitops_commit` is serialized, by the concurrency pool `gitops_publish` (li
 see deploy/dagster.yaml).
 """
 
+import re
+
 import dagster as dg
 
 from pipelines.defs.partitions import environments_partitions
@@ -31,6 +33,7 @@ PUBLISH_POOL = "gitops_publish"
 ENVIRONMENT_TAG = "chainops/environment"
 PROFILE_TAG = "chainops/profile"
 ALLOW_GENESIS_CHANGE_TAG = "chainops/allow-genesis-change"
+ACCEPT_REWIND_TAG = "chainops/accept-remote-rewind"
 
 _COMMON = {
     "partitions_def": environments_partitions,
@@ -39,17 +42,29 @@ _COMMON = {
 }
 
 
-def _snapshot(chainops: ChainopsResource, config: EnvironmentConfig, keys: KeySet) -> compiler.ExistingEnvironment:
+def _snapshot(chainops: ChainopsResource, config: EnvironmentConfig, keys: KeySet, reset: bool = False) -> compiler.ExistingEnvironment:
     """The committed state node_keys planned on: the compile steps of a run share one snapshot
     (and do not fetch again), so a writer publishing mid-run is caught by gitops_commit's guard."""
     try:
-        return chainops.existing_at(config.name, keys.based_on, chainops.review(config))
+        existing = chainops.existing_at(config.name, keys.based_on, chainops.review(config))
     except GitopsError as exc:
         raise dg.Failure(description=str(exc)) from None
+    return existing.without_lock_if_damaged() if reset else existing
 
 
 def genesis_change_allowed(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> bool:
     return context.run.tags.get(ALLOW_GENESIS_CHANGE_TAG) == "true"
+
+
+def rewind_accepted(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> bool:
+    return context.run.tags.get(ACCEPT_REWIND_TAG) == "true"
+
+
+def refusal(exc: Exception) -> dg.Failure:
+    """A lib error as the step's failure, its repair advice in Dagster's terms (run tags, not CLI flags)."""
+    text = re.sub(r"--allow-genesis-change [a-z0-9-]+|--allow-genesis-change ENV", f"the run tag {ALLOW_GENESIS_CHANGE_TAG}=true", str(exc))
+    text = text.replace("--accept-remote-rewind", f"the run tag {ACCEPT_REWIND_TAG}=true")
+    return dg.Failure(description=text)
 
 
 @dg.asset(
@@ -91,11 +106,12 @@ def environment_config(context: dg.AssetExecutionContext, chainops: ChainopsReso
 def node_keys(
     context: dg.AssetExecutionContext, chainops: ChainopsResource, environment_config: EnvironmentConfig
 ) -> KeySet:
-    existing = chainops.existing(environment_config.name, chainops.review(environment_config))
+    reset = genesis_change_allowed(context)
     try:
-        keys = compiler.compute_keys(environment_config, existing, chainops.identity())
-    except (KeyPolicyError, compiler.GuardError) as exc:
-        raise dg.Failure(description=str(exc)) from None
+        existing = chainops.guarded_existing(environment_config, reset, rewind_accepted(context))
+        keys = compiler.compute_keys(environment_config, existing, chainops.identity(), reset=reset)
+    except (KeyPolicyError, compiler.GuardError, GitopsError) as exc:
+        raise refusal(exc) from None
     context.add_output_metadata(
         {
             "validators": dg.MetadataValue.json([n.address for n in keys.validators]),
@@ -116,13 +132,12 @@ def genesis(
     environment_config: EnvironmentConfig,
     node_keys: KeySet,
 ) -> compiler.GenesisResult:
-    existing = _snapshot(chainops, environment_config, node_keys)
+    reset = genesis_change_allowed(context)
+    existing = _snapshot(chainops, environment_config, node_keys, reset)
     try:
-        result = compiler.compute_genesis(
-            environment_config, node_keys, existing=existing, allow_change=genesis_change_allowed(context)
-        )
+        result = compiler.compute_genesis(environment_config, node_keys, existing=existing, allow_change=reset)
     except (compiler.GuardError, GenesisError) as exc:
-        raise dg.Failure(description=str(exc)) from None
+        raise refusal(exc) from None
     context.add_output_metadata(
         {
             "genesis_hash": result.block_hash,
@@ -144,13 +159,13 @@ def rendered_manifests(
     node_keys: KeySet,
     genesis: compiler.GenesisResult,
 ) -> compiler.CompiledEnvironment:
-    existing = _snapshot(chainops, environment_config, node_keys)
+    existing = _snapshot(chainops, environment_config, node_keys, genesis_change_allowed(context))
     try:
         compiled = compiler.render_environment(
             environment_config, node_keys, genesis, existing, chainops.compile_context()
         )
-    except (compiler.GuardError, compiler.ManifestValidationError, RenderError, SealingError) as exc:
-        raise dg.Failure(description=str(exc)) from None
+    except (compiler.GuardError, compiler.ManifestValidationError, RenderError, SealingError, ConfigError) as exc:
+        raise refusal(exc) from None
     context.add_output_metadata(
         {
             "genesis_hash": compiled.genesis_hash,
@@ -184,7 +199,7 @@ def gitops_commit(
     name = rendered_manifests.name
     try:
         forge = chainops.forge() if review_mode == "pull-request" else None
-        with chainops.repository() as repo:
+        with chainops.repository(rewind_accepted(context)) as repo:
             base = repo.fetch()
             if environment_config.spec.decommission:  # remove its output in one reviewed commit
                 item = publish.plan_decommission(repo, base, name, review_mode)
@@ -204,8 +219,9 @@ def gitops_commit(
                     repo, base, rendered_manifests, environment_config.profile.name, review_mode, source
                 )
             outcome = publish.publish_environments(repo, base, [item], forge)[name]
-    except (GitopsError, ForgeError) as exc:
-        raise dg.Failure(description=str(exc)) from None
+            repo.adopt_rewind()
+    except (GitopsError, ForgeError, compiler.GuardError) as exc:
+        raise refusal(exc) from None
     context.log.info(f"{name}: {outcome.describe()}")
     metadata: dict[str, object] = {
         "commit": outcome.commit or "unchanged",

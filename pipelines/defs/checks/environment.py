@@ -16,12 +16,14 @@ from pipelines.defs.assets.environment import (
     environment_config,
     genesis,
     genesis_change_allowed,
+    refusal,
     rendered_manifests,
 )
 from pipelines.defs.partitions import environments_partitions
 from pipelines.defs.resources.chainops import ChainopsResource
 from pipelines.lib import compiler
 from pipelines.lib.config import ConfigError, EnvironmentConfig, environment_files, load_all
+from pipelines.lib.gitops import GitopsError
 from pipelines.lib.keys import KeySet, PrivateKeyMaterial, open_private_bundle
 from pipelines.lib.manifests import ManifestError, kustomize_build, validator_for
 from pipelines.lib.sealing import is_sops_encrypted
@@ -72,7 +74,7 @@ def config_valid(context: dg.AssetCheckExecutionContext, chainops: ChainopsResou
     asset=genesis,
     blocking=True,
     partitions_def=environments_partitions,
-    additional_ins={"environment_config": dg.AssetIn("environment_config")},
+    additional_ins={"environment_config": dg.AssetIn("environment_config"), "node_keys": dg.AssetIn("node_keys")},
     description="The committed genesis (network.lock.json) does not change, unless the run is tagged chainops/allow-genesis-change=true.",
 )
 def genesis_lock(
@@ -80,15 +82,41 @@ def genesis_lock(
     chainops: ChainopsResource,
     genesis: compiler.GenesisResult,
     environment_config: EnvironmentConfig,
+    node_keys: KeySet,
 ) -> dg.AssetCheckResult:
-    lock = chainops.existing(environment_config.name).lock
+    allowed = genesis_change_allowed(context)
+    lock = None
     try:
-        compiler.check_genesis_lock(environment_config, lock, genesis, genesis_change_allowed(context))
-    except compiler.GuardError as exc:
+        existing = chainops.existing_at(environment_config.name, node_keys.based_on, chainops.review(environment_config))
+        if allowed:
+            existing = existing.without_lock_if_damaged()
+        lock = existing.lock
+        compiler.check_genesis_lock(environment_config, lock, genesis, allowed)
+    except (compiler.GuardError, GitopsError) as exc:
+        locked = existing_lock_summary(lock)
+        computed = {
+            "genesisHash": genesis.block_hash,
+            "genesisFileSha256": genesis.file_sha256,
+            "chainId": environment_config.spec.network.chainId,
+            "networkId": environment_config.spec.network.effective_network_id,
+        }
         return dg.AssetCheckResult(
-            passed=False, description=str(exc), metadata={"locked": lock["genesisHash"], "computed": genesis.block_hash}
+            passed=False,
+            description=refusal(exc).description,
+            metadata={
+                "locked": dg.MetadataValue.json(locked),
+                "computed": dg.MetadataValue.json(computed),
+                "differences": _md_list(genesis.differences),
+            },
         )
     return dg.AssetCheckResult(passed=True, metadata={"genesis_hash": genesis.block_hash, "locked": bool(lock)})
+
+
+def existing_lock_summary(lock: dict | None) -> dict:
+    """The genesis fields of the committed lock, as the check shows them."""
+    if not lock:
+        return {}
+    return {key: lock.get(key) for key in ("genesisHash", "genesisFileSha256", "chainId", "networkId")}
 
 
 @dg.asset_check(

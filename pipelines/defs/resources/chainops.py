@@ -13,9 +13,10 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from pipelines.lib import compiler, publish
-from pipelines.lib.config import EnvironmentConfig
+from pipelines.lib.config import EnvironmentConfig, environment_files
 from pipelines.lib.forges import FALLBACK_TOKEN_ENV, Forge, ForgeError, ForgeSettings, forge_for
 from pipelines.lib.gitops import TOKEN_ENV, GitopsError, GitopsRepository
+from pipelines.lib.identity_guard import check_published_environment
 from pipelines.lib.sealing import AgeIdentity
 from pipelines.lib.settings import Settings, resolve_settings
 
@@ -50,13 +51,14 @@ class ChainopsResource(dg.ConfigurableResource):
         settings.prepare()
         return settings
 
-    def repository(self) -> GitopsRepository:
+    def repository(self, accept_rewind: bool = False) -> GitopsRepository:
         """The GitOps repository. git reads CHAINOPS_GIT_TOKEN from the run worker's
-        environment, so `git_token` must be that variable (a literal would be ignored)."""
+        environment, so `git_token` must be that variable (a literal would be ignored).
+        `accept_rewind`: the run is tagged chainops/accept-remote-rewind=true."""
         if self.git_token and os.environ.get(TOKEN_ENV) != self.git_token:
             raise GitopsError(f"git_token must be dg.EnvVar('{TOKEN_ENV}'): git reads the token from that variable")
         settings = self.settings()
-        return GitopsRepository(settings.repo, settings.branch, settings.home)
+        return GitopsRepository(settings.repo, settings.branch, settings.home, accept_rewind)
 
     def forge(self) -> Forge:
         """The GitHub/GitLab client for pull-request review (CHAINOPS_FORGE*; the token falls
@@ -83,12 +85,24 @@ class ChainopsResource(dg.ConfigurableResource):
         """The review mode for one environment: the resource's override, else the file's own."""
         return self.review_mode or config.spec.gitops.review
 
-    def existing(self, environment: str, review_mode: str = "direct") -> compiler.ExistingEnvironment:
+    def existing(self, environment: str, review_mode: str = "direct", accept_rewind: bool = False) -> compiler.ExistingEnvironment:
         """The environment's committed files (public or sealed), read in the run worker. In
         pull-request mode that is the open review branch, so a pending change keeps its keys."""
-        with self.repository() as repo:
+        with self.repository(accept_rewind) as repo:
             base = publish.compile_base(repo, repo.fetch(), environment, review_mode)
             return compiler.ExistingEnvironment(environment, repo.read_files(base, compiler.owned_paths(environment)), base)
+
+    def guarded_existing(
+        self, config: EnvironmentConfig, reset: bool = False, accept_rewind: bool = False
+    ) -> compiler.ExistingEnvironment:
+        """:meth:`existing`, after the same run-level identity guards as `chainops compile`:
+        a rewound remote (unless accepted, and then not for a lock the rewind changed), and
+        chainId and namespace not already held by another published environment."""
+        with self.repository(accept_rewind) as repo:
+            base = repo.fetch()
+            check_published_environment(repo, base, config, reset, files_present={p.stem for p in environment_files(self.paths().environments_dir)})
+            at = publish.compile_base(repo, base, config.name, self.review(config))
+            return compiler.ExistingEnvironment(config.name, repo.read_files(at, compiler.owned_paths(config.name)), at)
 
     def existing_at(self, environment: str, commit: str | None, review_mode: str = "direct") -> compiler.ExistingEnvironment:
         """The files at the commit an earlier step of this run read (``KeySet.based_on``), so
@@ -96,7 +110,7 @@ class ChainopsResource(dg.ConfigurableResource):
         (a step in another pod); a commit the remote no longer has is an error: run again."""
         if commit is None:
             return compiler.ExistingEnvironment(environment)
-        with self.repository() as repo:
+        with self.repository(accept_rewind=True) as repo:  # node_keys already guarded this run's snapshot
             if not repo.has_commit(commit):
                 publish.compile_base(repo, repo.fetch(), environment, review_mode)
                 if not repo.has_commit(commit):
