@@ -146,12 +146,9 @@ def _select(
     for name in decommission:
         if not ENV_NAME_RE.match(name):
             raise UsageError(f"--decommission {name!r}: not an environment name (a DNS label matching {ENV_NAME_RE.pattern})")
-    for name in allow_reset:
-        if name not in configs:
-            raise UsageError(
-                f"--allow-genesis-change {name!r}: no environment file {name}.yaml in {settings.environments_dir}; "
-                f"environments: {', '.join(sorted(configs)) or '(none)'}"
-            )
+    for name in allow_reset:  # may name an environment without a file (one a rewind dropped)
+        if not ENV_NAME_RE.match(name):
+            raise UsageError(f"--allow-genesis-change {name!r}: not an environment name (a DNS label matching {ENV_NAME_RE.pattern})")
     chosen = [configs[n] for n in (names or sorted(configs))]
     retire = sorted({c.name for c in chosen if c.spec.decommission} | set(decommission) | set(moved.values()))
     reviews = {name: config.spec.gitops.review for name, config in configs.items()}

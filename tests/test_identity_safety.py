@@ -470,15 +470,23 @@ def test_dagster_refuses_a_rewound_remote_and_a_renamed_file(dagster_site):
     assert not result.success and "was rewound" in failure_of(result, "node_keys")
     assert "the run tag chainops/accept-remote-rewind=true" in failure_of(result, "node_keys")
     assert refs(remote) == before
-    accepted = materialize(site, "alpha", tags={"chainops/accept-remote-rewind": "true"})
-    assert accepted.success, "alpha's lock is the same on both tips"
-    # beta's commit was dropped by the rewind; now its file is renamed as well
+    accept = {"chainops/accept-remote-rewind": "true"}
+    dropped = materialize(site, "alpha", tags=accept)
+    assert not dropped.success, "alpha's lock is the same on both tips, but the rewind dropped beta's"
+    assert "beta: the accepted rewind of main drops the published lock" in failure_of(dropped, "node_keys")
+    assert "the run tag chainops/allow-genesis-change=true" in failure_of(dropped, "node_keys")
+    assert refs(remote) == before
+    reset = materialize(site, "beta", tags={**accept, "chainops/allow-genesis-change": "true"})
+    assert reset.success, "beta's own partition, tagged with both decisions"
+    assert locked_addresses(remote, "beta") == escrow_addresses(remote, "beta", site["home"])
+    assert materialize(site, "alpha").success, "the accepted rewind is remembered"
+    # now alpha's file is renamed
     (site["envs"] / "alpha.yaml").rename(site["envs"] / "gamma.yaml")
     before = refs(remote)
     clash = materialize(site, "gamma")
     assert not clash.success
     assert "network.chainId 4101 and kubernetes.namespace chain-4101 already belong to environment alpha" in failure_of(clash, "node_keys")
-    assert refs(remote) == before and git(remote, "ls-tree", "--name-only", "main", "rendered/").split() == ["rendered/alpha"]
+    assert refs(remote) == before and git(remote, "ls-tree", "--name-only", "main", "rendered/").split() == ["rendered/alpha", "rendered/beta"]
 
 
 def test_dagster_genesis_lock_check_shows_locked_and_computed_fields(dagster_site):

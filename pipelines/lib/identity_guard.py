@@ -189,17 +189,17 @@ def check_claims(
         )
 
 
-def check_rewound_locks(repo: GitopsRepository, base: str | None, names: Collection[str], reset: Collection[str]) -> None:
+def check_rewound_locks(repo: GitopsRepository, base: str | None, reset: Collection[str]) -> None:
     """After an accepted rewind (--accept-remote-rewind), every environment whose lock the
-    rewind changed or removed still needs its own decision: compiling it on the rewound
-    history would replace identities that were published after the tip it went back to."""
+    rewind changed or removed still needs its own decision, whether this run compiles it or
+    not: compiling it on the rewound history, now or in any later run, would replace
+    identities that were published after the tip it went back to."""
     known = repo.rewound_from
     if known is None:
         return
-    paths = tuple(lock_path(name) for name in names)
-    before = repo.tree_entries(known, paths) if paths else {}
-    after = repo.tree_entries(base, paths) if paths else {}
-    affected = sorted(name for name in names if name not in reset and before.get(lock_path(name)) and before.get(lock_path(name)) != after.get(lock_path(name)))
+    before = {p: sha for p, sha in repo.tree_entries(known, (RENDERED_DIR,)).items() if p.endswith("/" + LOCK_FILE)}
+    after = repo.tree_entries(base, tuple(before)) if before and base else {}
+    affected = sorted(p.split("/")[1] for p, sha in before.items() if after.get(p) != sha and p.split("/")[1] not in reset)
     if affected:
         raise GuardError(
             f"{', '.join(affected)}: the accepted rewind of {repo.branch} drops the published lock of "
@@ -224,7 +224,7 @@ def check_published(
     before any key is planned: a rewind accepted with --accept-remote-rewind drops no lock
     unnoticed, and chainId and namespace stay unique across the published environments.
     `entries`: the tree listing of `rendered/` at `base`, when the caller has it."""
-    check_rewound_locks(repo, base, [c.name for c in configs], reset)
+    check_rewound_locks(repo, base, reset)
     if entries is None:
         entries = repo.tree_entries(base, (RENDERED_DIR,))
     claims = published_claims(entries, None)
