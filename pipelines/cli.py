@@ -14,29 +14,24 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.lib import compiler, publish, review
+from pipelines.lib.compile_run import Selection, check_selection, plan_run, publish_run
 from pipelines.lib.config import EnvironmentConfig, load_all
-from pipelines.lib.fingerprint import Fingerprinted, FingerprintStore, environment_fingerprint, source_digest
+from pipelines.lib.dry_run import Labeller, dry_run_home, key_labels
+from pipelines.lib.errors import UsageError
 from pipelines.lib.forges import Forge, ForgeError, ForgeSettings, forge_for
 from pipelines.lib.genesis import GenesisError, genesis_block_hash
-from pipelines.lib.gitops import GitopsError, GitopsRepository, git_blob_id, group_by_prefix
-from pipelines.lib.identity_guard import check_published
+from pipelines.lib.gitops import GitopsError, GitopsRepository, git_blob_id
 from pipelines.lib.layout import ENV_NAME_RE
 from pipelines.lib.manifests import ManifestError
-from pipelines.lib.sealed_secrets import CertificateError, resolve_cert_path
 from pipelines.lib.sealing import AgeIdentity, SealingError
 from pipelines.lib.settings import Settings, resolve_settings
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 VALIDATION_ERRORS = compiler.ENVIRONMENT_PROBLEMS
 ENVIRONMENT_ERRORS = (GitopsError, ForgeError, SealingError, ManifestError, OSError)
-
-
-class UsageError(Exception):
-    pass
 
 
 def _add_location_flags(parser: argparse.ArgumentParser, with_repo: bool = True) -> None:
@@ -55,6 +50,20 @@ def _add_guard_flags(parser: argparse.ArgumentParser) -> None:
         metavar="ENV",
         help="accept a reset of ENV's chain: a changed genesis, or new keys where its lock is missing or damaged "
         "(repeatable; one environment per flag)",
+    )
+    parser.add_argument(
+        "--validators-voted",
+        action="append",
+        default=[],
+        metavar="ENV",
+        help="confirm that the votes removing ENV's validators have passed (review: direct publishes at once)",
+    )
+    parser.add_argument(
+        "--allow-unsafe-validator-change",
+        action="append",
+        default=[],
+        metavar="ENV",
+        help="publish a validator change of ENV that lowers its fault tolerance by more than one step",
     )
     parser.add_argument(
         "--accept-remote-rewind",
@@ -90,9 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cache", action="store_true", help="compile every environment even when its inputs are unchanged"
     )
     compile_p.add_argument("--summary", action="store_true", help="also print the review summary of each change")
-    diff_p = sub.add_parser("diff", help="show what compile would change (exit 0 none, 1 changes, 2 error)")
+    diff_p = sub.add_parser(
+        "diff", help="dry run of compile: what it would commit for ENV (exit 0 none, 1 changes, 2 error); writes nothing"
+    )
     diff_p.add_argument("env", metavar="ENV")
     _add_location_flags(diff_p)
+    _add_guard_flags(diff_p)
+    diff_p.add_argument(
+        "--format",
+        choices=("text", "markdown"),
+        default="text",
+        help="text: summary and unified diff; markdown: the review summary alone (a pull request comment)",
+    )
     validate_p = sub.add_parser(
         "validate",
         help="validate all environment files and cross-file rules, then dry-compile them (nothing is written)",
@@ -121,21 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@dataclass(frozen=True)
-class Selection:
-    compile: list[EnvironmentConfig]
-    decommission: list[str]
-    reviews: dict[str, str] = dataclasses.field(default_factory=dict)  # gitops.review by environment
-    requested: tuple[str, ...] = ()  # names given with --decommission (checked against the repository)
-    renames: dict[str, str] = dataclasses.field(default_factory=dict)  # new name -> old name (--rename)
-    files: frozenset[str] = frozenset()  # every environment that has a file
-
-
 def _select(
     settings: Settings,
     names: Sequence[str],
     decommission: Sequence[str],
-    allow_reset: Sequence[str] = (),
+    args: argparse.Namespace | None = None,
     renames: Sequence[str] = (),
 ) -> Selection:
     configs = {c.name: c for c in load_all(settings.environments_dir)}
@@ -146,15 +154,31 @@ def _select(
     for name in decommission:
         if not ENV_NAME_RE.match(name):
             raise UsageError(f"--decommission {name!r}: not an environment name (a DNS label matching {ENV_NAME_RE.pattern})")
-    for name in allow_reset:  # may name an environment without a file (one a rewind dropped)
-        if not ENV_NAME_RE.match(name):
-            raise UsageError(f"--allow-genesis-change {name!r}: not an environment name (a DNS label matching {ENV_NAME_RE.pattern})")
+    decisions = _decisions(args, configs)
     chosen = [configs[n] for n in (names or sorted(configs))]
     retire = sorted({c.name for c in chosen if c.spec.decommission} | set(decommission) | set(moved.values()))
     reviews = {name: config.spec.gitops.review for name, config in configs.items()}
     return Selection(
-        [c for c in chosen if c.name not in retire], retire, reviews, tuple(decommission), moved, frozenset(configs)
+        [c for c in chosen if c.name not in retire], retire, reviews, tuple(decommission), moved, frozenset(configs), decisions
     )
+
+
+def _decisions(args: argparse.Namespace | None, configs: dict[str, EnvironmentConfig]) -> dict[str, compiler.Decisions]:
+    """The per-environment decision flags, each naming one environment."""
+    flags = {
+        "allow_genesis_change": "--allow-genesis-change",
+        "validators_voted": "--validators-voted",
+        "allow_unsafe_validator_change": "--allow-unsafe-validator-change",
+    }
+    decisions: dict[str, compiler.Decisions] = {}
+    for attribute, flag in flags.items():
+        for name in getattr(args, attribute, None) or ():
+            if not ENV_NAME_RE.match(name):
+                raise UsageError(f"{flag} {name!r}: not an environment name (a DNS label matching {ENV_NAME_RE.pattern})")
+            if attribute != "allow_genesis_change" and name not in configs:  # a reset may name a dropped environment
+                raise UsageError(f"{flag} {name}: no environment file {name}.yaml; environments: {', '.join(sorted(configs))}")
+            decisions[name] = dataclasses.replace(decisions.get(name, compiler.Decisions()), **{attribute: True})
+    return decisions
 
 
 def _parse_renames(renames: Sequence[str], configs: dict[str, EnvironmentConfig], names: Sequence[str]) -> dict[str, str]:
@@ -173,90 +197,6 @@ def _parse_renames(renames: Sequence[str], configs: dict[str, EnvironmentConfig]
             raise UsageError(f"--rename {item}: each environment can be renamed once per run")
         moved[new] = old
     return moved
-
-
-def _check_published(repo: GitopsRepository, base: str | None, selection: Selection, reset: Sequence[str]) -> set[str]:
-    """The run-level guards, after the fetch and before any compile: --decommission and
-    --rename name environments that exist in the repository, a rewind accepted with
-    --accept-remote-rewind drops no lock unnoticed, and chainId and namespace are unique
-    across the environments already published. Returns the published environments."""
-    entries = repo.tree_entries(base, ("rendered",))
-    published = {path.split("/")[1] for path in entries}
-    listing = ", ".join(sorted(published)) or "(none)"
-    for name in selection.requested:
-        if name not in published:
-            raise UsageError(
-                f"--decommission {name}: no environment {name} in {repo.shown_url} (branch {repo.branch}); "
-                f"published environments: {listing}"
-            )
-    for new, old in selection.renames.items():
-        if old not in published:
-            raise UsageError(f"--rename {old}={new}: no environment {old} in {repo.shown_url}; published environments: {listing}")
-        if new in published:
-            raise UsageError(f"--rename {old}={new}: {new} is already published in {repo.shown_url}; decommission it first")
-    check_published(
-        repo,
-        base,
-        selection.compile,
-        reset=set(reset) | set(selection.renames),
-        retiring=set(selection.decommission),
-        files_present=selection.files,
-        entries=entries,
-    )
-    return published
-
-
-def _compile_one(
-    config: EnvironmentConfig, repo: GitopsRepository, base: str | None, ctx: compiler.CompileContext, allow_genesis_change: bool
-) -> compiler.CompiledEnvironment:
-    existing = compiler.ExistingEnvironment(config.name, repo.read_files(base, compiler.owned_paths(config.name)), base)
-    return compiler.compile_environment(config, existing, ctx, allow_genesis_change)
-
-
-@dataclass
-class FastPath:
-    """Environments whose inputs are unchanged since chainops published them (see fingerprint.py)."""
-
-    store: FingerprintStore
-    sources: str
-    recipient: str
-    target: str
-    trees: dict[str, dict[str, str]]
-
-    @classmethod
-    def load(cls, repo: GitopsRepository, base: str | None, settings: Settings, recipient: str, names: list[str]) -> FastPath:
-        owned = {name: compiler.owned_paths(name) for name in names}
-        entries = repo.tree_entries(base, tuple(p for paths in owned.values() for p in paths)) if names else {}
-        grouped = group_by_prefix(entries, tuple(p for paths in owned.values() for p in paths))
-        trees = {name: {p: sha for prefix in paths for p, sha in grouped[prefix].items()} for name, paths in owned.items()}
-        return cls(
-            FingerprintStore(repo.cache_path.with_suffix(".fingerprints.json")),
-            source_digest(settings.charts_dir),
-            recipient,
-            f"{settings.target.url_for_cluster}#{settings.branch}",
-            trees,
-        )
-
-    def fingerprint(self, config: EnvironmentConfig, tree: dict[str, str]) -> str:
-        """Every input file counts: the environment file and, for sealed-secrets, the
-        controller certificate it names (a new certificate must re-seal everything)."""
-        inputs = Path(config.source_path).read_bytes()
-        cert = config.spec.gitops.secrets.sealedSecretsCert
-        if config.spec.gitops.secrets.provider == "sealed-secrets" and cert:
-            try:
-                inputs += b"\0" + resolve_cert_path(Path(config.source_path).parent, cert, config.source_path).read_bytes()
-            except (CertificateError, OSError):
-                inputs += b"\0unreadable certificate"  # the compile itself reports the problem
-        return environment_fingerprint(inputs, self.sources, self.recipient, self.target, tree)
-
-    def hit(self, config: EnvironmentConfig) -> Fingerprinted | None:
-        return self.store.matches(config.name, self.fingerprint(config, self.trees.get(config.name, {})))
-
-    def remember(self, config: EnvironmentConfig, compiled: compiler.CompiledEnvironment) -> None:
-        tree = {path: git_blob_id(data) for path, data in compiled.files.items()}
-        entry = Fingerprinted(self.fingerprint(config, tree), compiled.genesis_hash, compiled.object_count)
-        self.store.record(config.name, entry)
-
 
 
 def _forge(settings: Settings, selection: Selection) -> Forge | None:
@@ -295,57 +235,14 @@ def _prepare(
 
 def cmd_compile(args: argparse.Namespace) -> int:
     settings = resolve_settings(args.environments, args.home, args.repo, args.branch)
-    selection = _select(settings, args.envs, args.decommission, args.allow_genesis_change, args.rename)
+    selection = _select(settings, args.envs, args.decommission, args, args.rename)
     forge, identity, ctx, source = _prepare(settings, selection)
     with GitopsRepository(settings.repo, settings.branch, settings.home, args.accept_remote_rewind) as repo:
-        base = repo.fetch()
-        published = _check_published(repo, base, selection, args.allow_genesis_change)
-        fast = FastPath.load(repo, base, settings, identity.recipient, [c.name for c in selection.compile])
-        skipped = {
-            c.name: hit
-            for c in selection.compile
-            if c.spec.gitops.review == "direct"
-            and c.name not in args.allow_genesis_change
-            and not args.no_cache
-            and c.name not in selection.renames
-            and (hit := fast.hit(c)) is not None
-        }
-        todo = [c for c in selection.compile if c.name not in skipped]
-        # Compile everything before writing anything: one bad environment publishes nothing.
-        tasks = []
-        on_base: dict[str, dict[str, bytes]] = {}  # environments compiled on the target's own files
-        for c in todo:
-            at = publish.compile_base(repo, base, c.name, c.spec.gitops.review)
-            if c.name in selection.renames:  # the old environment's state, under the new name
-                old = selection.renames[c.name]
-                old_state = compiler.ExistingEnvironment(old, repo.read_files(base, compiler.owned_paths(old)), base)
-                existing = compiler.moved_environment(old_state, c.name, identity)
-                on_base[c.name] = existing.files  # review it as a change of the moved network, not a new one
-            elif at == base:  # the fast path already listed every environment's files at base
-                existing = compiler.ExistingEnvironment(c.name, repo.read_blobs(fast.trees[c.name]), at)
-                on_base[c.name] = existing.files
-            else:
-                existing = compiler.ExistingEnvironment(c.name, repo.read_files(at, compiler.owned_paths(c.name)), at)
-            tasks.append((c, existing, ctx, c.name in args.allow_genesis_change))
-        compiled = compiler.compile_many(tasks, args.jobs or os.cpu_count() or 1)
-        items = [
-            publish.plan_compiled(repo, base, c, cfg.profile.name, cfg.spec.gitops.review, source, on_base.get(c.name))
-            for c, cfg in zip(compiled, todo)
-        ]
-        items += [
-            publish.plan_decommission(repo, base, name, "pull-request" if selection.reviews.get(name) == "pull-request" else "direct")
-            for name in selection.decommission
-            if name in published
-        ]
-        outcomes = publish.publish_environments(repo, base, items, forge)
-        repo.adopt_rewind()
-        for config, item in zip(todo, compiled):
-            if config.spec.gitops.review == "direct":
-                fast.remember(config, item)
-        for name in selection.decommission:
-            fast.store.forget(name)
-        fast.store.save()
-        orphans = published - {c.name for c in selection.compile} - set(selection.decommission)
+        plan = plan_run(
+            repo, settings, selection, identity, ctx, source, jobs=args.jobs or os.cpu_count() or 1, use_fast_path=not args.no_cache
+        )
+        outcomes = publish_run(repo, plan, forge)
+    published, skipped, compiled = plan.published, plan.skipped, plan.compiled
     by_name = {item.name: item for item in compiled}
     for config in selection.compile:
         if config.name in skipped:
@@ -356,8 +253,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"{item.name}: genesis {item.genesis_hash}  objects {item.object_count}  {outcomes[item.name].describe()}")
         if item.genesis_changed_from:
             print(f"{item.name}: GENESIS CHANGED from {item.genesis_changed_from} (the chain was reset)")
-        for change in item.validator_changes:
-            print(f"{item.name}: validator vote needed to {change.action} {change.address}: {change.instruction}")
+        if item.validator_plan is not None:
+            for step in item.validator_plan.removals:
+                print(f"{item.name}: validator vote (passed, --validators-voted): {compiler.describe_step(item.validator_plan, step)}")
+            for step in item.validator_plan.additions:
+                print(f"{item.name}: validator vote needed once the new pods have synced: "
+                      f"{compiler.describe_step(item.validator_plan, step)}")
     for name in selection.decommission:
         if name not in published:
             print(f"{name}: decommission: true, and nothing of it is published  unchanged")
@@ -370,48 +271,70 @@ def cmd_compile(args: argparse.Namespace) -> int:
             if outcome.summary.changed:
                 _print_summary(outcome.summary)
     if not args.envs:
-        for name in sorted(orphans):
+        for name in sorted(plan.orphans):
             print(f"{name}: environment file is gone but rendered/{name} remains; "
                   f"set decommission: true or run with --decommission {name}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    """A dry run of `compile ENV`: the same plan (compile_run.plan_run), printed instead of
+    published. Exit 0 no change, 1 changes, 2 any error (including a refusal compile
+    would make); nothing is written."""
+    try:
+        return _diff(args)
+    except (*VALIDATION_ERRORS, UsageError, *ENVIRONMENT_ERRORS) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _diff(args: argparse.Namespace) -> int:
     settings = resolve_settings(args.environments, args.home, args.repo, args.branch)
-    selection = _select(settings, [args.env], [])
-    settings.prepare()
-    identity = AgeIdentity.load_or_create(settings.home)
-    ctx = compiler.CompileContext(settings.charts_dir, identity, settings.target)
-    with GitopsRepository(settings.repo, settings.branch, settings.home) as repo:
-        base = repo.fetch()
-        current = repo.read_files(base, compiler.owned_paths(args.env))
-        if selection.decommission:
-            wanted: dict[str, bytes] = {p: b for p, b in current.items() if p == ".sops.yaml"}
-        else:
-            config = selection.compile[0]
-            state = publish.compile_base(repo, base, config.name, config.spec.gitops.review)
-            wanted = _compile_one(config, repo, state, ctx, allow_genesis_change=True).files
-    summary = review.build_summary(args.env, current, wanted)
-    if summary.changed:
-        _print_summary(summary)
-    changed = False
-    for path in sorted(set(current) | set(wanted)):
-        old, new = current.get(path), wanted.get(path)
+    selection = _select(settings, [args.env], [], args)
+    source = compiler.source_commit(settings.environments_dir)
+    with dry_run_home(settings, args.accept_remote_rewind) as (identity, repo):
+        ctx = compiler.CompileContext(settings.charts_dir, identity, settings.target)
+        plans = [plan_run(repo, settings, selection, identity, ctx, source, jobs=1, use_fast_path=False) for _ in range(2)]
+        if not plans[0].items:
+            print(f"{args.env}: decommission: true, and nothing of it is published  unchanged", file=sys.stderr)
+            return EXIT_OK
+        first, second = (plan.items[0] for plan in plans)
+        existing = plans[0].existing.get(args.env)
+        before_lock = existing.lock if existing is not None else None
+        new_locks = [review.read_lock(item.change.files, args.env) for item in (first, second)]
+        label = Labeller(
+            key_labels(before_lock, new_locks[0]),
+            key_labels(before_lock, new_locks[1]),
+            (new_locks[0] or {}).get("genesisHash"),
+        )
+        now, after = repo.preview(plans[0].base, first.change)
+        _, after_second = repo.preview(plans[1].base, second.change)
+    if not first.summary.changed:
+        if args.format == "markdown":
+            print(review.render_summary(first.summary))
+        return EXIT_OK
+    summary = label(review.render_summary(first.summary), review.render_summary(second.summary))
+    if args.format == "markdown":
+        print(summary)
+        return EXIT_FAIL
+    print(review.for_terminal(summary) if sys.stdout.isatty() else summary)
+    for path in sorted(set(now) | set(after)):
+        old, new = now.get(path), after.get(path)
         if old is not None and new is not None and git_blob_id(old) == git_blob_id(new):
             continue
-        changed = True
         if review.is_sealed_path(path):
             print(f"~ {path} (sealed, {'added' if old is None else 'removed' if new is None else 'changed'}; content not shown)")
             continue
+        shown = label(new.decode(), after_second.get(path, b"").decode()) if new is not None else ""
         sys.stdout.writelines(
             difflib.unified_diff(
                 (old or b"").decode().splitlines(keepends=True),
-                (new or b"").decode().splitlines(keepends=True),
+                shown.splitlines(keepends=True),
                 fromfile=f"a/{path}" if old is not None else "/dev/null",
                 tofile=f"b/{path}" if new is not None else "/dev/null",
             )
         )
-    return EXIT_FAIL if changed else EXIT_OK
+    return EXIT_FAIL
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -461,7 +384,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     forge, identity, ctx, source = _prepare(settings, selection)
     with GitopsRepository(settings.repo, settings.branch, settings.home, args.accept_remote_rewind) as repo:
         base = repo.fetch()
-        _check_published(repo, base, selection, ())
+        check_selection(repo, base, selection)
         read_base = publish.compile_base(repo, base, config.name, config.spec.gitops.review)
         existing = compiler.ExistingEnvironment(
             config.name, repo.read_files(read_base, compiler.owned_paths(config.name)), read_base
@@ -469,6 +392,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         keys = compiler.compute_keys(config, existing, identity, rotate={args.node})
         genesis = compiler.compute_genesis(config, keys, existing, False)
         compiler.check_genesis_lock(config, existing.lock, genesis, False)
+        compiler.check_validator_plan(config, genesis.validator_plan, compiler.Decisions())
         compiled = compiler.render_environment(config, keys, genesis, existing, ctx)
         item = publish.plan_compiled(repo, base, compiled, config.profile.name, config.spec.gitops.review, source)
         title = f"chainops: rotate p2p key of {args.node} in {config.name}\n"

@@ -699,8 +699,12 @@ def test_changing_an_image_tag_changes_only_its_workloads(rendered, env, image, 
     before = base.files()
     assert set(after) == set(before)
     assert {p for p in before if before[p] != after[p]} == expected
+    tag = reference.rsplit(":", 1)[1]
     for path in expected:
         assert reference in after[path]
+        workload = yaml.safe_load(after[path])
+        labels = (workload["metadata"]["labels"], workload["spec"]["template"]["metadata"]["labels"])
+        assert all(lab["app.kubernetes.io/version"] == tag for lab in labels), "the version label names what runs"
 
 
 def test_changing_the_geth_image_in_an_environment_commits_only_its_statefulsets(run_cli, envs_dir, tmp_path):

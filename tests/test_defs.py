@@ -128,7 +128,9 @@ def test_materialize_publishes_and_reports_metadata_without_secrets(workspace, t
     assert commit["validator_count"].value == len(lock["validators"]) == 4
     objects = [p for p in git(git_dir, "ls-tree", "-r", "--name-only", "main", "rendered/staging").split()
                if p.count("/") == 3 and p.endswith(".yaml")]
-    assert commit["objects_written"].value == len(objects)
+    bootstrap = [d for d in yaml.safe_load_all(git(git_dir, "show", "main:bootstrap/staging.yaml")) if d]
+    assert commit["objects_written"].value == len(objects) + len(bootstrap), "every object the commit writes"
+    assert f"**Objects:** {len(objects) + len(bootstrap)} added" in commit["summary"].value, "the summary counts the same"
     assert commit["review"].value == "direct" and commit["branch"].value == "main"
     summary = commit["summary"].value  # the review summary a reviewer reads (pipelines.lib.review)
     assert "New network" in summary and lock["genesisHash"] in summary and "GENESIS CHANGED" not in summary

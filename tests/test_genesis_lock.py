@@ -86,7 +86,8 @@ def test_adding_a_validator_keeps_genesis_and_asks_for_votes(run_cli, envs_dir, 
     new = next(n for n in after["nodes"] if n["name"] == "validator-4")
     assert new["address"] not in before["validators"]
     assert f'qbft_proposeValidatorVote("{new["address"]}", true)' in result.out
-    assert f"Validator vote needed: add {new['address']}" in git(home / "gitops.git", "log", "-1", "--format=%B")
+    message = git(home / "gitops.git", "log", "-1", "--format=%B")
+    assert f'Validator vote, once the new pods have synced: qbft_proposeValidatorVote("{new["address"]}", true) on 3 of the 4' in message
     again = run_cli("compile", "staging", "--home", home, "--environments", envs_dir)
     assert again.code == 0 and "unchanged" in again.out and "vote" not in again.out, "asked once, when the node appears"
 
@@ -104,7 +105,10 @@ def test_removing_a_clique_signer_keeps_genesis_and_asks_for_a_remove_vote(run_c
     before = lock(home, env)
     removed = next(n for n in before["nodes"] if n["name"] == f"validator-{int(count[0][-1]) - 1}")
     edit(envs_dir / f"{env}.yaml", *count)
-    result = run_cli("compile", env, "--home", home, "--environments", envs_dir)
+    refused = run_cli("compile", env, "--home", home, "--environments", envs_dir)
+    assert refused.code == 1 and f'clique_propose("{removed["address"]}", false)' in refused.err
+    assert f"--validators-voted {env}" in refused.err, "review: direct publishes a removal only after its votes"
+    result = run_cli("compile", env, "--home", home, "--environments", envs_dir, "--validators-voted", env)
     assert result.code == 0, result.err
     after = lock(home, env)
     assert after["genesisHash"] == before["genesisHash"]

@@ -503,3 +503,22 @@ def test_dagster_genesis_lock_check_shows_locked_and_computed_fields(dagster_sit
     assert locked["genesisHash"] == computed["genesisHash"], "chainId is not part of the block hash"
     assert "chainId: 4102 -> 4112" in evaluation.metadata["differences"].value
     assert "the run tag chainops/allow-genesis-change=true" in evaluation.description
+
+
+def test_dagster_removal_of_a_validator_waits_for_the_votes_run_tag(dagster_site):
+    site = dagster_site
+    remote = site["remote"]
+    path = site["envs"] / "alpha.yaml"
+    path.write_text(path.read_text().replace("validators: 2", "validators: 1"))
+    before = refs(remote)
+    leaving = locked_addresses(remote, "alpha")["validator-1"]
+    refused = materialize(site, "alpha")
+    message = failure_of(refused, "genesis")
+    assert f'qbft_proposeValidatorVote("{leaving}", false) on 2 of the 2 validators' in message
+    assert "the run tag chainops/validators-voted=true" in message and "--validators-voted" not in message
+    assert refs(remote) == before
+    voted = materialize(site, "alpha", tags={"chainops/validators-voted": "true"})
+    assert voted.success
+    assert "validator-1" not in locked_addresses(remote, "alpha")
+    commit = next(e for e in voted.get_asset_materialization_events() if e.asset_key.path[-1] == "gitops_commit")
+    assert commit.materialization.metadata["validator_count"].value == 1

@@ -192,7 +192,9 @@ def test_change_summary_lists_exactly_an_image_bump_a_new_rpc_node_and_a_genesis
         if c["name"] == "besu"
     )
     (envs / "alpha.yaml").write_text(env_yaml(4101, rpc=2, gas=40_000_000, image=BESU_IMAGE_BUMP))
-    diff = cli("diff", "alpha", "--home", home, "--environments", envs, "--repo", remote)
+    refused = cli("diff", "alpha", "--home", home, "--environments", envs, "--repo", remote)
+    assert refused.code == 2 and "--allow-genesis-change alpha" in refused.err, "diff refuses what compile refuses"
+    diff = cli("diff", "alpha", "--home", home, "--environments", envs, "--repo", remote, "--allow-genesis-change", "alpha")
     assert diff.code == 1, diff.err
     summary, _, unified = diff.out.partition("\n--- ")
     sections = re.findall(r"^### (.+)$", summary, re.M)
@@ -203,7 +205,7 @@ def test_change_summary_lists_exactly_an_image_bump_a_new_rpc_node_and_a_genesis
     assert [line for line in _section(summary, "Replicas").splitlines() if line.startswith("| StatefulSet")] == [
         "| StatefulSet/rpc | 1 | 2 |"
     ]
-    assert _section(summary, "Nodes").strip().startswith("- added: `rpc-1` (rpc, `0x")
+    assert _section(summary, "Nodes").strip() == "- added: `rpc-1` (rpc, `<new key: rpc-1 address, generated at compile>`)"
     assert len(_section(summary, "Nodes").strip().splitlines()) == 1
     assert "| removed |" not in _section(summary, "Objects")
     assert "+++ b/rendered/alpha/besu-node/statefulset-rpc.yaml" in unified

@@ -118,7 +118,7 @@ def test_image_bump_new_rpc_node_and_genesis_change_are_exactly_what_is_listed()
     assert summary.images[0].containers == ("StatefulSet/rpc: besu", "StatefulSet/validator: besu")
     assert [(r.name, r.before, r.after) for r in summary.replicas] == [("rpc", 2, 3)]
     assert [n.name for n in summary.nodes_added] == ["rpc-2"] and summary.nodes_removed == ()
-    assert summary.validators_added == summary.validators_removed == summary.votes == ()
+    assert summary.validators_added == summary.validators_removed == () and summary.plan is None
     assert summary.keys_rotated == () and summary.plaintext_secrets == ()
     assert [(o.action, o.kind, o.name) for o in summary.objects if o.action != "changed"] == [("added", "Secret", "rpc-2-keys")]
     md = review.render_summary(summary)
@@ -153,24 +153,27 @@ def test_validator_changes_come_with_the_vote_calls(consensus, method):
     after = state(consensus=consensus, validators=5)  # genesis (hash) unchanged: a live chain votes
     summary = review.build_summary(ENV, before, after)
     assert [n.name for n in summary.validators_added] == ["validator-4"]
-    assert [(v.method, v.address, v.add) for v in summary.votes] == [(method, V[4], True)]
-    assert [v.name for v in summary.voters] == ["validator-0", "validator-1", "validator-2", "validator-3"]
-    assert summary.votes_needed == 3
-    payload = json.loads(summary.votes[0].payload)
+    (step,) = summary.plan.steps
+    assert (summary.plan.method, step.target.address, step.add) == (method, V[4], True)
+    assert [v.name for v in step.before] == ["validator-0", "validator-1", "validator-2", "validator-3"]
+    assert step.needed == 3 and [v.name for v in step.voters] == ["validator-0", "validator-1", "validator-2"]
+    payload = json.loads(step.payload(method))
     assert payload == {"jsonrpc": "2.0", "id": 1, "method": method, "params": [V[4], True]}
     md = review.render_summary(summary)
-    assert f'{method}("{V[4]}", true)' in md and "at least 3 of the 4 current validators" in md
+    assert f'{method}("{V[4]}", true)' in md and "3 of the 4 validators vote" in md
+    assert md.index("Apply this change") < md.index(f'{method}("{V[4]}", true)'), "added validators are voted in after"
     removed = review.build_summary(ENV, before, state(consensus=consensus, validators=3))
-    assert [(v.address, v.add) for v in removed.votes] == [(V[3], False)]
-    assert "**before** this change is applied" in review.render_summary(removed)
+    assert [(s.target.address, s.add) for s in removed.plan.steps] == [(V[3], False)]
+    text = review.render_summary(removed)
+    assert "1. Before this change is applied, remove `validator-3`" in text and "2. Apply this change" in text
 
 
 def test_no_votes_when_the_genesis_is_reset_or_for_ethash():
     reset = review.build_summary(ENV, state(validators=4), state(validators=5, genesis_hash="0x" + "cc" * 32))
-    assert reset.validators_added and reset.votes == ()
+    assert reset.validators_added and reset.plan is None
     assert "written into the new genesis; no votes" in review.render_summary(reset)
     ethash = review.build_summary(ENV, state(consensus="ethash", validators=2), state(consensus="ethash", validators=3))
-    assert ethash.validators_added and ethash.votes == ()
+    assert ethash.validators_added and ethash.plan is None
     assert "has no validator votes" in review.render_summary(ethash)
 
 
@@ -184,7 +187,7 @@ def test_rotated_keys_are_named_and_nothing_else():
 
 def test_new_environment_and_decommission():
     new = review.build_summary(ENV, {}, state())
-    assert new.kind == "new" and len(new.nodes_added) == 6 and new.votes == () and not new.genesis_changed
+    assert new.kind == "new" and len(new.nodes_added) == 6 and new.plan is None and not new.genesis_changed
     assert "New network: genesis" in review.render_summary(new)
     gone = review.build_summary(ENV, state(), {})
     assert gone.kind == "decommission" and gone.nodes_removed == ()
@@ -333,3 +336,27 @@ def test_a_worker_summary_is_reused_only_for_the_files_it_was_compiled_from(tmp_
     assert reused.summary is second.summary
     other_base = publish.plan_compiled(None, None, second, config.profile.name, "direct", None, before={})
     assert other_base.summary is not second.summary and other_base.summary.kind == "new"
+
+
+@pytest.mark.parametrize(("bootnodes", "static"), [(1, False), (0, True)])
+def test_the_diagram_draws_static_peers_only_where_the_nodes_get_them(run_cli, tmp_path, bootnodes, static):
+    """geth with a bootnode gets --bootnodes and discovers its peers; without one, the
+    validators are static peers in config.toml. The diagram follows the rendered flags."""
+    envs = tmp_path / "environments"
+    envs.mkdir()
+    (envs / "gethnet.yaml").write_text(
+        "apiVersion: chainops/v1\n"
+        "network: {chainId: 4301, client: geth, consensus: clique}\n"
+        f"nodes: {{validators: 1, rpc: 1, bootnodes: {bootnodes}}}\n"
+        "kubernetes: {namespace: chain-4301}\n"
+        "gitops: {controller: flux, review: direct}\n"
+    )
+    home = tmp_path / "home"
+    assert run_cli("compile", "--home", home, "--environments", envs).code == 0
+    bare = home / "gitops.git"
+    rpc = yaml.safe_load(git(bare, "show", "main:rendered/gethnet/geth-node/statefulset-rpc.yaml"))
+    args = " ".join(a for c in rpc["spec"]["template"]["spec"]["containers"] for a in c.get("args", []) + c.get("command", []))
+    assert ("--config=/config/config.toml" in args) is static and ("--bootnodes=" in args) is (not static)
+    diagram = git(bare, "show", "main:rendered/gethnet/README.md").split("```mermaid\n", 1)[1].split("```", 1)[0]
+    check_mermaid_structure(diagram)
+    assert ("static peers" in diagram) is static and ("discovery" in diagram) is (not static)

@@ -72,9 +72,7 @@ from pipelines.lib.manifests import (
 from pipelines.lib.render import RenderError
 from pipelines.lib.review import (
     README_FILE,
-    VOTE_METHODS,
     ReviewSummary,
-    VoteCall,
     build_summary,
     commit_lines,
     network_readme,
@@ -92,6 +90,7 @@ from pipelines.lib.sealing import (
     merge_sops_rule,
     sops_rule_yaml,
 )
+from pipelines.lib.validator_plan import Validator, ValidatorPlan, VoteStep, plan_change
 
 VERSION = "0.1.0"
 
@@ -196,7 +195,7 @@ class GenesisResult:
     json_bytes: bytes
     block_hash: str
     validators: tuple[str, ...]  # the genesis validator set, canonical order (as in extraData)
-    validator_changes: tuple[ValidatorChange, ...] = ()
+    validator_plan: ValidatorPlan | None = None  # the votes a live chain needs for its validator nodes
     previous_hash: str | None = None  # the locked block hash, when the committed genesis differs
     differences: tuple[str, ...] = ()  # what differs from the committed genesis.json
 
@@ -220,9 +219,10 @@ class CompiledEnvironment:
     prefixes: tuple[str, ...]
     genesis_hash: str
     object_count: int
-    validators: tuple[str, ...]
+    validators: tuple[str, ...]  # the genesis validator set (locked once published)
     generated_keys: tuple[str, ...]
-    validator_changes: tuple[ValidatorChange, ...] = ()
+    validator_plan: ValidatorPlan | None = None
+    validator_nodes: int = 0  # validator nodes the network runs (the set once the votes have passed)
     genesis_changed_from: str | None = None  # the previously locked genesis hash (an allowed reset)
     genesis_differences: tuple[str, ...] = ()
     compiled_from: dict[str, str] = field(default_factory=dict)  # blob ids of the committed files it was built on
@@ -443,13 +443,17 @@ def seal_secrets(
 
 
 @dataclass(frozen=True)
-class ValidatorChange:
-    """A validator set change on a live chain: genesis stays, the validators must vote."""
+class Decisions:
+    """What the operator decided for one environment in this run (CLI flags, Dagster run
+    tags): each is a per-environment, explicit choice that a guard would otherwise refuse."""
 
-    address: str
-    node: str | None  # the chainops node that holds the key, when there is one
-    action: str  # "add" | "remove"
-    instruction: str  # what the operator runs on more than half of the current validators
+    allow_genesis_change: bool = False  # --allow-genesis-change ENV
+    validators_voted: bool = False  # --validators-voted ENV: the removal votes have passed
+    allow_unsafe_validator_change: bool = False  # --allow-unsafe-validator-change ENV
+
+    @classmethod
+    def of(cls, value: Decisions | bool) -> Decisions:
+        return value if isinstance(value, Decisions) else cls(allow_genesis_change=bool(value))
 
 
 def genesis_validators(config: EnvironmentConfig, keys: KeySet, lock: dict | None, reset: bool) -> tuple[str, ...]:
@@ -500,34 +504,50 @@ def genesis_spec(config: EnvironmentConfig, keys: KeySet, validators: tuple[str,
     )
 
 
-def validator_changes(
-    config: EnvironmentConfig, keys: KeySet, lock: dict | None, reset: bool
-) -> tuple[ValidatorChange, ...]:
-    """Validator nodes added or removed since the committed lock: on a live chain each one
-    needs a vote. A first compile or a genesis reset puts the set into genesis instead."""
-    if config.spec.network.consensus == "ethash" or not lock or reset:
-        return ()
-    current = {n.address.lower(): n for n in keys.validators}
-    before = {n["address"].lower(): n for n in lock.get("nodes", []) if n.get("role") == "validator"}
-    changes = []
-    for address in sorted(set(current) - set(before)):
-        changes.append(_vote(config, current[address].address, current[address].name, "add"))
-    for address in sorted(set(before) - set(current)):
-        changes.append(_vote(config, before[address]["address"], before[address]["name"], "remove"))
-    return tuple(changes)
-
-
-def _vote(config: EnvironmentConfig, address: str, node: str | None, action: str) -> ValidatorChange:
+def validator_plan_for(config: EnvironmentConfig, keys: KeySet, lock: dict | None, reset: bool) -> ValidatorPlan | None:
+    """The votes that take the live validator set (the lock's validator nodes) to the
+    validator nodes of this compile. A first compile or a genesis reset puts the set into
+    genesis instead: no plan."""
+    if not lock or reset:
+        return None
+    before = [Validator(n["name"], n["address"]) for n in lock.get("nodes", []) if n.get("role") == "validator"]
+    after = [Validator(n.name, n.address) for n in keys.validators]
     network = config.spec.network
-    if network.validatorSelection == "contract":
-        instruction = (
-            f"{action} {address} through the validator contract {network.validatorContractAddress} "
-            "(a transaction from an account the contract authorises)"
+    return plan_change(network.consensus, before, after, by_contract=network.validatorSelection == "contract")
+
+
+def check_validator_plan(config: EnvironmentConfig, plan: ValidatorPlan | None, decisions: Decisions) -> None:
+    """Refuse validator changes the network cannot carry out as published: one that lowers
+    the fault tolerance by more than a step, or (review: direct, which applies the commit
+    at once) removals whose votes have not been confirmed as passed."""
+    if plan is None:
+        return
+    where = f"{config.source_path}: nodes.validators"
+    if plan.problems and not decisions.allow_unsafe_validator_change:
+        route = " -> ".join(str(n) for n in (len(plan.before), *plan.route))
+        raise GuardError(
+            f"{where}: {'; '.join(plan.problems)}. Change it in steps ({route} validators), one change per step, "
+            f"each after the previous one's votes have passed; or re-run with --allow-unsafe-validator-change {config.name}"
         )
-    else:
-        call = VoteCall(VOTE_METHODS[network.consensus], address, action == "add", node or "").call
-        instruction = f"{call} on more than half of the current validators"
-    return ValidatorChange(address, node, action, instruction)
+    if plan.removals and config.spec.gitops.review == "direct" and not decisions.validators_voted:
+        steps = "; ".join(f"{i}. {describe_step(plan, step)}" for i, step in enumerate(plan.removals, 1))
+        raise GuardError(
+            f"{where}: removing {', '.join(s.target.name for s in plan.removals)} from the live chain: review: direct "
+            f"publishes at once and stops their pods, so vote them out first, one at a time, checking "
+            f"{plan.set_method}(\"latest\") after each: {steps}. Nothing was written. Then re-run with "
+            f"--validators-voted {config.name}"
+        )
+
+
+def describe_step(plan: ValidatorPlan, step: VoteStep) -> str:
+    """One vote step in plain text (commit messages, refusals)."""
+    verb = "add" if step.add else "remove"
+    if plan.by_contract:
+        return f"{verb} {step.target.name} ({step.target.address}) with a transaction to the validator contract"
+    return (
+        f"{step.call(plan.method)} on {step.needed} of the {len(step.before)} validators "
+        f"({', '.join(v.name for v in step.voters)}); then {step.quorum} of {len(step.after)} must stay online"
+    )
 
 
 def compute_genesis(
@@ -556,7 +576,7 @@ def compute_genesis(
         json_bytes=json_bytes,
         block_hash=block_hash,
         validators=ordered,
-        validator_changes=validator_changes(config, keys, lock, reset=allow_change),
+        validator_plan=validator_plan_for(config, keys, lock, reset=allow_change),
         previous_hash=locked_hash if changed else None,
         differences=tuple(dict.fromkeys(chain_changes + genesis_differences(previous_doc, document))) if changed else (),
     )
@@ -782,10 +802,11 @@ def render_environment(
         files=files,
         prefixes=owned_paths(config.name),
         genesis_hash=genesis.block_hash,
-        object_count=len(objects),
+        object_count=len(objects) + len(bootstrap),  # every object the commit writes, as the summary counts them
         validators=genesis.validators,
         generated_keys=keys.generated,
-        validator_changes=genesis.validator_changes,
+        validator_plan=genesis.validator_plan,
+        validator_nodes=len(keys.validators),
         genesis_changed_from=genesis.previous_hash,
         genesis_differences=genesis.differences,
         compiled_from={path: git_blob_id(data) for path, data in existing.files.items()},
@@ -831,8 +852,10 @@ def commit_message(
         lines += [f"  {d}" for d in compiled.genesis_differences]
     if compiled.generated_keys:
         lines.append(f"New keys: {', '.join(compiled.generated_keys)}")
-    for change in compiled.validator_changes:
-        lines.append(f"Validator vote needed: {change.action} {change.address}: {change.instruction}")
+    plan = compiled.validator_plan
+    if plan is not None:
+        lines += [f"Validator vote, before this change is applied: {describe_step(plan, step)}" for step in plan.removals]
+        lines += [f"Validator vote, once the new pods have synced: {describe_step(plan, step)}" for step in plan.additions]
     if summary is not None:
         lines += commit_lines(summary)
     lines += ["", f"Chainops-Environment: {compiled.name}", f"Chainops-Version: {VERSION}"]
@@ -887,11 +910,15 @@ def compile_environment(
     config: EnvironmentConfig,
     existing: ExistingEnvironment,
     ctx: CompileContext,
-    allow_genesis_change: bool = False,
+    decisions: Decisions | bool = False,
     mnemonic: str | None = None,
 ) -> CompiledEnvironment:
-    """Keys, genesis (with the lock guard) and rendered, sealed, validated files: all in memory."""
+    """Keys, genesis (with the lock and validator-plan guards) and rendered, sealed,
+    validated files: all in memory. `decisions`: the operator's explicit choices (a bool
+    is --allow-genesis-change alone)."""
     times = StageTimes()
+    decisions = Decisions.of(decisions)
+    allow_genesis_change = decisions.allow_genesis_change
     if allow_genesis_change:
         existing = existing.without_lock_if_damaged()
     with times.stage("keys"):
@@ -899,6 +926,7 @@ def compile_environment(
     with times.stage("genesis"):
         genesis = compute_genesis(config, keys, existing, allow_genesis_change)
         check_genesis_lock(config, existing.lock, genesis, allow_genesis_change)
+        check_validator_plan(config, genesis.validator_plan, decisions)
     return render_environment(config, keys, genesis, existing, ctx, times)
 
 
@@ -943,7 +971,7 @@ def _in_processes(function: Callable[[Any], Any], tasks: Sequence[Any], jobs: in
 
 
 def compile_many(
-    tasks: Sequence[tuple[EnvironmentConfig, ExistingEnvironment, CompileContext, bool]], jobs: int
+    tasks: Sequence[tuple[EnvironmentConfig, ExistingEnvironment, CompileContext, Decisions | bool]], jobs: int
 ) -> list[CompiledEnvironment]:
     """Compile environments in `jobs` worker processes (CPU-bound rendering scales with
     cores). Results keep the input order; the first error stops everything, before

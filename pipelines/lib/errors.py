@@ -15,3 +15,7 @@ class GuardError(RuntimeError):
 
 class RemoteRewoundError(GuardError):
     """The GitOps branch no longer contains the tip chainops last published or saw."""
+
+
+class UsageError(Exception):
+    """A request that names something that does not exist or cannot be meant (exit 2)."""

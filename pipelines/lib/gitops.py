@@ -360,6 +360,13 @@ class GitopsRepository:
                 files[edit.path] = after
         return current, {path: git_blob_id(data) for path, data in files.items()}, files
 
+    def preview(self, base: str | None, change: EnvironmentChange) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        """(files now, files after) of every path `change` would touch at `base`: what its
+        commit would change, without building it (`chainops diff`)."""
+        _, _, after = self._effective(base, change)
+        before = self.read_files(base, change.prefixes + tuple(edit.path for edit in change.shared))
+        return before, after
+
     def _commit_change(self, base: str | None, change: EnvironmentChange) -> str | None:
         """Build the commit for one environment on top of `base`; None when the tree is unchanged."""
         _, commits = self._commit_changes(base, [change])

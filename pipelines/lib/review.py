@@ -29,13 +29,12 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from pipelines.lib.config import EnvironmentConfig
 from pipelines.lib.manifests import ManifestError, load_yaml_all
+from pipelines.lib.validator_plan import VOTE_METHODS, Validator, ValidatorPlan, plan_change
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 LOCK_FILE = "network.lock.json"
 GENESIS_FILE = "genesis.json"
 README_FILE = "README.md"
-# JSON-RPC methods that vote a validator in or out (Besu private-network API, geth clique API).
-VOTE_METHODS = {"qbft": "qbft_proposeValidatorVote", "ibft2": "ibft_proposeValidatorVote", "clique": "clique_propose"}
 # The API namespace each method needs enabled on the node (--rpc-http-api / --http.api).
 VOTE_APIS = {"qbft": "QBFT", "ibft2": "IBFT", "clique": "clique"}
 WORKLOAD_KINDS = ("StatefulSet", "Deployment", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
@@ -88,23 +87,6 @@ class NodeRef:
 
 
 @dataclass(frozen=True)
-class VoteCall:
-    method: str
-    address: str
-    add: bool
-    node: str  # the chainops node behind the address ("" when none)
-
-    @property
-    def call(self) -> str:
-        return f'{self.method}("{self.address}", {"true" if self.add else "false"})'
-
-    @property
-    def payload(self) -> str:
-        body = {"jsonrpc": "2.0", "id": 1, "method": self.method, "params": [self.address, self.add]}
-        return json.dumps(body, separators=(",", ":"))
-
-
-@dataclass(frozen=True)
 class ReviewSummary:
     environment: str
     kind: Literal["new", "update", "decommission", "none"]
@@ -122,8 +104,7 @@ class ReviewSummary:
     nodes_removed: tuple[NodeRef, ...]
     validators_added: tuple[NodeRef, ...]
     validators_removed: tuple[NodeRef, ...]
-    votes: tuple[VoteCall, ...]
-    voters: tuple[NodeRef, ...]  # validators that must cast the votes
+    plan: ValidatorPlan | None  # the ordered votes a live chain needs (None: no votes)
     keys_rotated: tuple[str, ...]
     plaintext_secrets: tuple[str, ...]
 
@@ -137,11 +118,6 @@ class ReviewSummary:
         if self.genesis_before is None or self.genesis_after is None:
             return False
         return self.genesis_before != self.genesis_after or self.genesis_file_changed
-
-    @property
-    def votes_needed(self) -> int:
-        """Votes for a proposal to pass: more than half of the validators now in the set."""
-        return len(self.voters) // 2 + 1 if self.voters else 0
 
     def counts(self) -> dict[str, int]:
         return {a: sum(1 for o in self.objects if o.action == a) for a in ("added", "changed", "removed")}
@@ -326,7 +302,15 @@ def build_summary(environment: str, before: Mapping[str, bytes], after: Mapping[
     genesis_file_changed = bool(old_genesis is not None and new_genesis is not None and old_genesis != new_genesis)
     genesis_fields = tuple(changed_fields(old_genesis, new_genesis)) if genesis_file_changed else ()
     consensus = str(lock.get("consensus", ""))
-    summary_votes, voters = _votes(consensus, validators_added, validators_removed, old_validators)
+    plan = None
+    if validators_added or validators_removed:
+        by_contract = bool(((new_genesis or old_genesis or {}).get("config", {}).get("qbft") or {}).get("validatorcontractaddress"))
+        plan = plan_change(
+            consensus,
+            [Validator(n.name, n.address) for n in old_validators.values()],
+            [Validator(n.name, n.address) for n in new_validators.values()],
+            by_contract,
+        )
     provisional = ReviewSummary(
         environment=environment,
         kind=kind,
@@ -344,15 +328,14 @@ def build_summary(environment: str, before: Mapping[str, bytes], after: Mapping[
         nodes_removed=nodes_removed if kind != "decommission" else (),
         validators_added=validators_added,
         validators_removed=validators_removed,
-        votes=summary_votes,
-        voters=voters,
+        plan=plan,
         keys_rotated=_rotated(old_lock, new_lock),
         plaintext_secrets=tuple(
             sorted(obj["metadata"]["name"] for _, obj in new_objects.values() if secret_state(obj) == "plaintext")
         ),
     )
     if provisional.genesis_changed:  # a reset chain starts from the new genesis validators: no votes
-        return replace(provisional, votes=(), voters=())
+        return replace(provisional, plan=None)
     return provisional
 
 
@@ -421,21 +404,6 @@ def _replica_changes(old: Mapping[ObjectKey, tuple[str, dict]], new: Mapping[Obj
         if before != after:
             found.append(ReplicaChange(key[0], key[2], int(before), int(after)))
     return tuple(found)
-
-
-def _votes(
-    consensus: str,
-    added: tuple[NodeRef, ...],
-    removed: tuple[NodeRef, ...],
-    current: Mapping[str, NodeRef],
-) -> tuple[tuple[VoteCall, ...], tuple[NodeRef, ...]]:
-    method = VOTE_METHODS.get(consensus)
-    if not method or not (added or removed):
-        return (), ()
-    calls = [VoteCall(method, n.address, True, n.name) for n in added]
-    calls += [VoteCall(method, n.address, False, n.name) for n in removed]
-    voters = tuple(sorted(current.values(), key=lambda n: n.name))
-    return tuple(calls), voters
 
 
 def _rotated(old_lock: Mapping[str, Any] | None, new_lock: Mapping[str, Any] | None) -> tuple[str, ...]:
@@ -584,6 +552,7 @@ class Topology:
     services: dict[str, dict[str, Any]]  # name -> client-facing (not headless) Service
     targets: dict[str, tuple[str, ...]]  # Service name -> workloads it selects
     ingresses: dict[str, dict[str, Any]]
+    static_peers: bool = False  # a rendered config lists static peers (besu static-nodes.json, geth StaticNodes)
 
     @classmethod
     def of(cls, objects: Mapping[ObjectKey, tuple[str, dict]], lock: Mapping[str, Any]) -> Topology:
@@ -611,6 +580,12 @@ class Topology:
             services=services,
             targets=targets,
             ingresses={name: obj for (kind, _, name), (_, obj) in items if kind == "Ingress"},
+            static_peers=any(
+                key == "static-nodes.json" or "StaticNodes" in str(value)
+                for (kind, _, _), (_, obj) in items
+                if kind == "ConfigMap"
+                for key, value in (obj.get("data") or {}).items()
+            ),
         )
 
     def serves_nodes(self, service: str) -> bool:
@@ -723,7 +698,7 @@ def topology_diagram(config: EnvironmentConfig, topology: Topology) -> str:
         lines.append(f'  {_mid("ing", name)}[/"Ingress {mermaid_label(hosts)}"/]')
         edges += [f"  {_mid('ing', name)} --> {_mid('svc', b)}" for b in sorted({b for _, b in backends}) if b in topology.services]
     peers = [group_ids[r] for r in ("validator", "rpc") if r in group_ids]
-    if len(peers) == 2:
+    if len(peers) == 2 and topology.static_peers:  # geth with bootnodes discovers its peers instead
         edges.append(f'  {peers[0]} <-->|"static peers"| {peers[1]}')
     if "bootnode" in group_ids:
         edges += [f'  {group_ids["bootnode"]} -.->|"discovery"| {gid}' for gid in peers]

@@ -34,6 +34,14 @@ ENVIRONMENT_TAG = "chainops/environment"
 PROFILE_TAG = "chainops/profile"
 ALLOW_GENESIS_CHANGE_TAG = "chainops/allow-genesis-change"
 ACCEPT_REWIND_TAG = "chainops/accept-remote-rewind"
+VALIDATORS_VOTED_TAG = "chainops/validators-voted"
+ALLOW_UNSAFE_VALIDATOR_CHANGE_TAG = "chainops/allow-unsafe-validator-change"
+# CLI flag -> the run tag that records the same per-environment decision in Dagster.
+_FLAG_TAGS = {
+    "--allow-genesis-change": ALLOW_GENESIS_CHANGE_TAG,
+    "--validators-voted": VALIDATORS_VOTED_TAG,
+    "--allow-unsafe-validator-change": ALLOW_UNSAFE_VALIDATOR_CHANGE_TAG,
+}
 
 _COMMON = {
     "partitions_def": environments_partitions,
@@ -60,9 +68,21 @@ def rewind_accepted(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCo
     return context.run.tags.get(ACCEPT_REWIND_TAG) == "true"
 
 
+def decisions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> compiler.Decisions:
+    """The operator's decisions for this partition's run, from its run tags."""
+    tags = context.run.tags
+    return compiler.Decisions(
+        allow_genesis_change=tags.get(ALLOW_GENESIS_CHANGE_TAG) == "true",
+        validators_voted=tags.get(VALIDATORS_VOTED_TAG) == "true",
+        allow_unsafe_validator_change=tags.get(ALLOW_UNSAFE_VALIDATOR_CHANGE_TAG) == "true",
+    )
+
+
 def refusal(exc: Exception) -> dg.Failure:
     """A lib error as the step's failure, its repair advice in Dagster's terms (run tags, not CLI flags)."""
-    text = re.sub(r"--allow-genesis-change [a-z0-9-]+|--allow-genesis-change ENV", f"the run tag {ALLOW_GENESIS_CHANGE_TAG}=true", str(exc))
+    text = str(exc)
+    for flag, tag in _FLAG_TAGS.items():
+        text = re.sub(rf"{flag} (?:[a-z0-9-]+|ENV)", f"the run tag {tag}=true", text)
     text = text.replace("--accept-remote-rewind", f"the run tag {ACCEPT_REWIND_TAG}=true")
     return dg.Failure(description=text)
 
@@ -136,13 +156,15 @@ def genesis(
     existing = _snapshot(chainops, environment_config, node_keys, reset)
     try:
         result = compiler.compute_genesis(environment_config, node_keys, existing=existing, allow_change=reset)
+        compiler.check_validator_plan(environment_config, result.validator_plan, decisions(context))
     except (compiler.GuardError, GenesisError) as exc:
         raise refusal(exc) from None
     context.add_output_metadata(
         {
             "genesis_hash": result.block_hash,
-            "validator_count": len(result.validators),
-            "validators": dg.MetadataValue.json(list(result.validators)),
+            "validator_count": len(node_keys.validators),
+            "genesis_validator_count": len(result.validators),
+            "genesis_validators": dg.MetadataValue.json(list(result.validators)),
         }
     )
     return result
@@ -230,7 +252,7 @@ def gitops_commit(
         "branch": outcome.branch or settings.branch,
         "headline": outcome.summary.headline(),
         "genesis_hash": rendered_manifests.genesis_hash,
-        "validator_count": len(rendered_manifests.validators),
+        "validator_count": rendered_manifests.validator_nodes,
         "objects_written": rendered_manifests.object_count,
         "summary": dg.MetadataValue.md(review.render_summary(outcome.summary)),
     }
