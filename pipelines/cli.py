@@ -7,14 +7,18 @@ environment error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
 import os
+import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from git.exc import GitError
 
 from pipelines.lib import compiler, publish, review
 from pipelines.lib.compile_run import Selection, check_selection, plan_run, publish_run
@@ -233,15 +237,33 @@ def _prepare(
     return forge, identity, ctx, compiler.source_commit(settings.environments_dir)
 
 
+@contextlib.contextmanager
+def _new_home_rollback(settings: Settings) -> Iterator[list[bool]]:
+    """A run that fails before it publishes anything leaves no home it created: no identity,
+    no cache. (Once publishing started, the identity may have sealed published keys: kept.)
+    Yields a one-item list the command sets to True when publishing starts."""
+    fresh = not settings.home.exists()
+    publishing = [False]
+    try:
+        yield publishing
+    except BaseException:
+        if fresh and not publishing[0]:
+            shutil.rmtree(settings.home, ignore_errors=True)
+        raise
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     settings = resolve_settings(args.environments, args.home, args.repo, args.branch)
     selection = _select(settings, args.envs, args.decommission, args, args.rename)
-    forge, identity, ctx, source = _prepare(settings, selection)
-    with GitopsRepository(settings.repo, settings.branch, settings.home, args.accept_remote_rewind) as repo:
-        plan = plan_run(
-            repo, settings, selection, identity, ctx, source, jobs=args.jobs or os.cpu_count() or 1, use_fast_path=not args.no_cache
-        )
-        outcomes = publish_run(repo, plan, forge)
+    with _new_home_rollback(settings) as publishing:
+        forge, identity, ctx, source = _prepare(settings, selection)
+        with GitopsRepository(settings.repo, settings.branch, settings.home, args.accept_remote_rewind) as repo:
+            plan = plan_run(
+                repo, settings, selection, identity, ctx, source, jobs=args.jobs or os.cpu_count() or 1,
+                use_fast_path=not args.no_cache,
+            )
+            publishing[0] = True
+            outcomes = publish_run(repo, plan, forge)
     published, skipped, compiled = plan.published, plan.skipped, plan.compiled
     by_name = {item.name: item for item in compiled}
     for config in selection.compile:
@@ -381,6 +403,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if not selection.compile:
         raise UsageError(f"{args.env} is marked for decommissioning; nothing to rotate")
     config = selection.compile[0]
+    with _new_home_rollback(settings) as publishing:
+        return _rotate(args, settings, selection, config, publishing)
+
+
+def _rotate(
+    args: argparse.Namespace, settings: Settings, selection: Selection, config: EnvironmentConfig, publishing: list[bool]
+) -> int:
     forge, identity, ctx, source = _prepare(settings, selection)
     with GitopsRepository(settings.repo, settings.branch, settings.home, args.accept_remote_rewind) as repo:
         base = repo.fetch()
@@ -397,6 +426,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         item = publish.plan_compiled(repo, base, compiled, config.profile.name, config.spec.gitops.review, source)
         title = f"chainops: rotate p2p key of {args.node} in {config.name}\n"
         change = dataclasses.replace(item.change, message=title + item.change.message.split("\n", 1)[1])
+        publishing[0] = True
         outcomes = publish.publish_environments(repo, base, [dataclasses.replace(item, change=change)], forge)
         repo.adopt_rewind()
     before = {n["name"]: n["address"] for n in (existing.lock or {}).get("nodes", [])}
@@ -427,9 +457,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ENVIRONMENT_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (*ENVIRONMENT_ERRORS, GitError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was published by this run", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        print(f"error: internal error ({type(exc).__name__}): {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:2000]
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def test_each_problem_names_file_field_and_rule(edit, field, fragment):
     assert "\n" not in problems[0]
 
 
-@pytest.mark.parametrize("balance", ["5 eth", "1.5 wei", "-3 ether", "ten ether", True])
+@pytest.mark.parametrize("balance", ["5 eth", "1.5 wei", "-3 ether", "ten ether", True, 1000000, "1000000", "1000000ether"])
 def test_bad_balance_units_are_rejected(balance):
     text = VALID + f"accounts:\n  - name: faucet\n    balance: {balance!r}\n".replace("'", '"')
     problems = problems_for(text)
@@ -62,7 +62,7 @@ def test_bad_balance_units_are_rejected(balance):
 
 @pytest.mark.parametrize(
     ("value", "wei"),
-    [("1 ether", 10**18), ("2.5 gwei", 2_500_000_000), ("7 wei", 7), (123, 123), ("1000000 ether", 10**24), ("0.000000000000000001 ether", 1)],
+    [("1 ether", 10**18), ("2.5 gwei", 2_500_000_000), ("7 wei", 7), ("123 wei", 123), ("1000000 ether", 10**24), ("0.000000000000000001 ether", 1)],
 )
 def test_balance_units(value, wei):
     assert parse_balance(value) == wei
@@ -74,7 +74,7 @@ def test_bootnodes_are_geth_only():
 
 
 def test_account_needs_exactly_one_of_name_and_address():
-    problems = problems_for(VALID + "accounts:\n  - {name: a, address: '0x8ba1f109551bD432803012645Ac136ddd64DBA72', balance: 1}\n")
+    problems = problems_for(VALID + "accounts:\n  - {name: a, address: '0x8ba1f109551bD432803012645Ac136ddd64DBA72', balance: 1 wei}\n")
     assert "exactly one of 'name'" in problems[0]
 
 
@@ -105,7 +105,7 @@ def test_yaml_tags_that_construct_objects_are_refused():
 def test_cross_file_duplicates(tmp_path: Path):
     (tmp_path / "a.yaml").write_text(VALID.replace("chain-x", "chain-a"))
     (tmp_path / "b.yaml").write_text(VALID.replace("chain-x", "chain-b"))  # same chainId as a
-    (tmp_path / "c.yaml").write_text(VALID.replace("48720", "1").replace("chain-x", "chain-a"))  # same namespace as a
+    (tmp_path / "c.yaml").write_text(VALID.replace("48720", "48721").replace("chain-x", "chain-a"))  # same namespace as a
     with pytest.raises(ConfigError) as info:
         load_all(tmp_path)
     assert info.value.problems == [

@@ -64,7 +64,7 @@ REJECTED: list[tuple[str, bytes, str, str]] = [
     ("int-of-5000-digits", edit("chainId: 7102", "chainId: " + "9" * 5000), "not a valid environment document", "4300"),
     ("negative-chain-id", edit("chainId: 7102", "chainId: -5"), "network.chainId", "greater than or equal to 1"),
     ("bad-balance-unit", BASE.encode() + b"accounts: [{name: faucet, balance: 5 eth}]\n", "accounts[0].balance", "is not a balance"),
-    ("negative-balance", BASE.encode() + b"accounts: [{name: faucet, balance: -1}]\n", "accounts[0].balance", "out of range"),
+    ("negative-balance", BASE.encode() + b"accounts: [{name: faucet, balance: -1 wei}]\n", "accounts[0].balance", "not a balance"),
     ("balance-beyond-uint256", BASE.encode() + b"accounts: [{name: faucet, balance: 1" + b"0" * 80 + b" ether}]\n", "accounts[0].balance", "out of range"),
     ("bad-storage-unit", edit("namespace: chain-bad}", "namespace: chain-bad, storage: {size: 20GB}}"), "kubernetes.storage.size", "not a Kubernetes quantity"),
     ("host-not-dns", edit("namespace: chain-bad}", "namespace: chain-bad, rpcIngress: {host: RPC_node.example.com}}"), "kubernetes.rpcIngress.host", "not a DNS host name"),

@@ -319,7 +319,7 @@ def test_mnemonic_mode_is_refused_for_production(run_cli, envs_dir, tmp_path, mo
     monkeypatch.setenv("CHAINOPS_MNEMONIC", HARDHAT)
     result = run_cli("compile", "dev", "--home", tmp_path / "home", "--environments", envs_dir)
     assert result.code == 1
-    assert f"{path}: (top level): keys.source: 'mnemonic' is refused for production: true environments" in result.err
+    assert f"{path}: keys.source: 'mnemonic' is refused for production: true environments" in result.err
     assert not (tmp_path / "home").exists()
 
 

@@ -44,7 +44,7 @@ free_text = st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(max_size=30))
 dns_label = st.from_regex(r"[a-z]([a-z0-9-]{0,14}[a-z0-9])?", fullmatch=True)
 host = st.builds(lambda a, b: f"{a}.{b}.example.com", dns_label, dns_label)
 balance = st.one_of(
-    st.integers(0, 10**30),
+    st.builds(lambda n: f"{n} wei", st.integers(0, 10**30)),
     st.builds(lambda n, u: f"{n} {u}", st.integers(0, 10**6), st.sampled_from(["ether", "gwei", "wei"])),
 )
 BAD = {

@@ -198,7 +198,7 @@ def test_change_summary_lists_exactly_an_image_bump_a_new_rpc_node_and_a_genesis
     assert diff.code == 1, diff.err
     summary, _, unified = diff.out.partition("\n--- ")
     sections = re.findall(r"^### (.+)$", summary, re.M)
-    assert sections == ["Images", "Replicas", "Nodes", "Objects", "Files"]
+    assert sections == ["Images", "Replicas", "Nodes", "Objects", "Production policy", "Files"]
     assert "GENESIS CHANGED" in summary
     image_rows = [line for line in _section(summary, "Images").splitlines() if line.startswith("| `")]
     assert len(image_rows) == 1 and f"`{before_image}`" in image_rows[0] and f"`{BESU_IMAGE_BUMP}`" in image_rows[0]

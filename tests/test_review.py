@@ -324,12 +324,12 @@ def test_a_worker_summary_is_reused_only_for_the_files_it_was_compiled_from(tmp_
     source = EXAMPLES / "staging.yaml"
     config = parse_environment("staging", source.read_text(), str(source))
     first = compile_environment(config, ExistingEnvironment("staging"), ctx)
-    assert first.summary == review.build_summary("staging", {}, first.files)
+    assert first.summary == review.build_summary("staging", {}, first.files, first.policy_warnings)
     assert first.summary.kind == "new"
 
     grown = parse_environment("staging", source.read_text().replace("rpc: 2", "rpc: 3"), str(source))
     second = compile_environment(grown, ExistingEnvironment("staging", dict(first.files)), ctx)
-    recomputed = review.build_summary("staging", first.files, second.files)
+    recomputed = review.build_summary("staging", first.files, second.files, second.policy_warnings)
     assert second.summary == recomputed and second.summary.kind == "update"
 
     reused = publish.plan_compiled(None, None, second, config.profile.name, "direct", None, before=dict(first.files))

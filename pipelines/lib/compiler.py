@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import git
 
 from pipelines.lib import genesis as genesis_lib
+from pipelines.lib import policy
 from pipelines.lib.chart_values import pod_host, render_objects
 from pipelines.lib.config import ConfigError, EnvironmentConfig, parse_balance
 from pipelines.lib.errors import GuardError
@@ -69,6 +70,7 @@ from pipelines.lib.manifests import (
     object_filename,
     validator_for,
 )
+from pipelines.lib.processes import die_with_parent
 from pipelines.lib.render import RenderError
 from pipelines.lib.review import (
     README_FILE,
@@ -93,6 +95,7 @@ from pipelines.lib.sealing import (
 from pipelines.lib.validator_plan import Validator, ValidatorPlan, VoteStep, plan_change
 
 VERSION = "0.1.0"
+MAX_OBJECT_BYTES = 1 << 20  # a ConfigMap's data limit (etcd refuses larger objects)
 
 
 
@@ -229,6 +232,7 @@ class CompiledEnvironment:
     secrets_provider: str = "sops"  # gitops.secrets.provider
     plaintext_secrets: tuple[str, ...] = ()  # paths of Secrets committed unsealed (provider plaintext): flag them
     sops_rule: bytes | None = None  # its creation rule in the shared .sops.yaml (None: provider is not sops)
+    policy_warnings: tuple[str, ...] = ()  # production-policy findings (refused when production: true)
     # The review summary against the files it was compiled from, computed where it was
     # compiled (in parallel); valid for another base only if that base holds the same files.
     summary: ReviewSummary | None = None
@@ -321,19 +325,22 @@ def _recover_from_secrets(
 ) -> dict[str, PrivateKeyMaterial]:
     """Keys read back from committed Secrets: SOPS ones with sops, plaintext ones directly."""
     paths = _secret_files(existing)
-    sops_wanted: list[tuple[str, bytes]] = []
+    sops_wanted: list[tuple[str, str, bytes]] = []
     documents: dict[str, dict] = {}
     for name, secret in missing:
         data = existing.files.get(paths.get(secret, ""))
         if data is None:
             continue
         if is_sops_encrypted(data):
-            sops_wanted.append((name, data))
+            sops_wanted.append((name, paths[secret], data))
         elif is_plaintext_secret(data):
             documents[name] = load_yaml(data)
     if sops_wanted:
         with SopsSealer(identity) as sealer:
-            documents.update(zip([n for n, _ in sops_wanted], sealer.unseal_many([d for _, d in sops_wanted])))
+            try:
+                documents.update(zip([n for n, _, _ in sops_wanted], sealer.unseal_many([d for _, _, d in sops_wanted])))
+            except SealingError as exc:
+                raise naming_the_file(exc, [p for _, p, _ in sops_wanted], existing.name) from None
     recovered = {}
     for name, doc in documents.items():
         data = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
@@ -407,6 +414,17 @@ def shared_secrets(config: EnvironmentConfig, identity: AgeIdentity) -> dict[str
     return {"shared/ethstats": PrivateKeyMaterial(derive_shared_secret(secret, config.name, "ethstats"))}
 
 
+def naming_the_file(exc: SealingError, paths: Sequence[str], environment: str) -> SealingError:
+    """A sealer error about "item 3" (or the only item) as one about the committed file it is."""
+    text = str(exc)
+    found = re.match(r"item (\d+): (.*)", text, re.S)
+    if found and int(found[1]) < len(paths):
+        return SealingError(f"{paths[int(found[1])]}: {found[2]}")
+    if len(paths) == 1:
+        return SealingError(f"{paths[0]}: {text}")
+    return SealingError(f"a Secret of {environment}: {text}")
+
+
 def seal_secrets(
     config: EnvironmentConfig,
     to_seal: list[tuple[str, dict, bytes | None]],
@@ -427,7 +445,10 @@ def seal_secrets(
         record = index.get(path)
         known = record.fingerprint if record and prior is not None and git_blob_id(prior) == record.blob else None
         requests.append(SealRequest(obj, prior, known))
-    sealed_files = dict(zip([path for path, _, _ in to_seal], sealer.seal_requests(requests)))
+    try:
+        sealed_files = dict(zip([path for path, _, _ in to_seal], sealer.seal_requests(requests)))
+    except SealingError as exc:
+        raise naming_the_file(exc, [path for path, _, _ in to_seal], config.name) from None
     records = {
         path: SealedFileRecord(git_blob_id(sealed_files[path]), sealer.fingerprint(obj)) for path, obj, _ in to_seal
     }
@@ -749,6 +770,9 @@ def render_environment(
     privates = open_private_bundle(keys.sealed_private, ctx.identity.secret())
     with times.stage("render"):
         objects = render_objects(config, keys, genesis.block_hash, genesis.json_bytes, privates, ctx.charts_dir)
+    findings = policy.evaluate(config, (rendered.obj for rendered in objects))
+    if policy.refusals(config, findings):
+        raise ConfigError(policy.refusals(config, findings))
     base = env_dir(config.name)
     files: dict[str, bytes] = {}
     to_seal: list[tuple[str, dict, bytes | None]] = []
@@ -768,6 +792,12 @@ def render_environment(
         else:
             with times.stage("render"):
                 files[path] = dump_yaml(rendered.obj).encode()
+            if rendered.obj["kind"] == "ConfigMap" and len(files[path]) > MAX_OBJECT_BYTES:
+                what = "accounts, contracts" if rendered.obj["metadata"]["name"] == "genesis" else f"values.{rendered.chart}"
+                raise ManifestValidationError(
+                    f"{config.source_path}: {what}: ConfigMap/{rendered.obj['metadata']['name']} would be {len(files[path])} "
+                    f"bytes; Kubernetes stores at most {MAX_OBJECT_BYTES} bytes (1 MiB) per ConfigMap"
+                )
     if problems:
         raise ManifestValidationError("\n".join(f"{p.path}: {p.kind}/{p.name}: {p.message}" for p in problems))
     try:
@@ -796,7 +826,8 @@ def render_environment(
     if sealer.provider == "sops":  # the environment's own creation rule in the shared .sops.yaml
         sops_rule = sops_rule_yaml(sops_path_regex(config.name), [ctx.identity.recipient, *config.spec.gitops.secrets.ageRecipients])
     with times.stage("review"):
-        summary = build_summary(config.name, existing.files, files)
+        warnings = tuple(f.warning() for f in findings)
+        summary = build_summary(config.name, existing.files, files, warnings)
     return CompiledEnvironment(
         name=config.name,
         files=files,
@@ -813,6 +844,7 @@ def render_environment(
         secrets_provider=sealer.provider,
         plaintext_secrets=tuple(sorted(p for p, _, _ in to_seal)) if sealer.provider == "plaintext" else (),
         sops_rule=sops_rule,
+        policy_warnings=warnings,
         summary=summary,
         stage_seconds=times.seconds,
     )
@@ -966,7 +998,7 @@ def _in_processes(function: Callable[[Any], Any], tasks: Sequence[Any], jobs: in
     if jobs <= 1 or len(tasks) < 2:
         return [function(task) for task in tasks]
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context, initializer=die_with_parent) as pool:
         return list(pool.map(function, tasks, chunksize=max(1, len(tasks) // (jobs * 8))))
 
 

@@ -13,11 +13,13 @@ from typing import Any, Literal
 
 import pyrage
 import yaml
+from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -40,7 +42,21 @@ def _age_recipient_parses(recipient: str) -> bool:
     except Exception:  # pyrage raises its own error type
         return False
     return True
-BALANCE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ether|gwei|wei)\s*$")
+BALANCE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s+(ether|gwei|wei)\s*$")
+# Precompiled contracts at 0x01..0x11 (Prague adds the BLS12-381 ones at 0x0b..0x11).
+LAST_PRECOMPILE = 0x11
+# Kubernetes and GitOps system namespaces: a network there would share (and, decommissioned,
+# prune) what the cluster runs on.
+RESERVED_NAMESPACES = ("default", "flux-system", "argocd", "sealed-secrets", "cert-manager", "ingress-nginx", "monitoring")
+# Public chains (chainlist.org): a private network with their id replays signed transactions.
+PUBLIC_CHAIN_IDS = {
+    1: "Ethereum mainnet", 5: "Goerli", 10: "OP Mainnet", 56: "BNB Smart Chain", 61: "Ethereum Classic",
+    100: "Gnosis", 137: "Polygon", 250: "Fantom", 324: "zkSync Era", 8453: "Base", 17000: "Holesky",
+    42161: "Arbitrum One", 43114: "Avalanche C-Chain", 59144: "Linea", 534352: "Scroll", 560048: "Hoodi",
+    11155111: "Sepolia",
+}
+MAX_NAMED_ACCOUNTS = 200  # each is a key, an escrow entry and a Secret
+MAX_ALLOC_ENTRIES = 5000  # accounts + contracts in genesis (the genesis ConfigMap stays well below 1 MiB)
 UNIT_WEI = {"ether": 10**18, "gwei": 10**9, "wei": 1}
 MAX_FILE_BYTES = 1 << 20
 # Nodes a document may expand to, counting every use of an alias: bounds "billion laughs"
@@ -52,8 +68,12 @@ MAX_UINT256 = (1 << 256) - 1
 # ends, DEL, C1 controls, lone surrogates, non-characters, and the line breaks YAML 1.1 folds
 # into spaces (NEL, LS, PS). Refused in every string, so no rendered value is altered.
 UNSAFE_CHAR_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\ufffe\uffff]")
-# What the charts accept as `repository:tag` (the same patterns as their values.schema.json).
-IMAGE_RE = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# What the charts accept as `repository:tag`, `repository:tag@sha256:…` or `repository@sha256:…`
+# (the same patterns as their values.schema.json).
+IMAGE_RE = re.compile(
+    r"^(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
 
 
 class ConfigError(ValueError):
@@ -69,32 +89,46 @@ class _Strict(BaseModel):
 
 
 def parse_balance(value: Any) -> int:
-    """'<n> ether|gwei|wei' or an integer number of wei -> wei."""
-    if isinstance(value, bool):
-        raise ValueError("must be '<n> ether', '<n> gwei', '<n> wei' or an integer number of wei")
-    if isinstance(value, int):
-        wei = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        wei = int(value.strip())
-    else:
-        match = BALANCE_RE.match(value) if isinstance(value, str) else None
-        if not match:
-            raise ValueError(
-                f"{value!r} is not a balance; allowed: '<n> ether', '<n> gwei', '<n> wei' or an integer number of wei"
-            )
-        try:
-            exact = Decimal(match.group(1)) * UNIT_WEI[match.group(2)]
-        except InvalidOperation as exc:  # pragma: no cover - regex already guards digits
-            raise ValueError(f"{value!r} is not a number") from exc
-        if exact != exact.to_integral_value():
-            raise ValueError(f"{value!r} is not a whole number of wei")
-        wei = int(exact)
+    """'<n> ether|gwei|wei' -> wei. A number without a unit is refused: `1000000` read as
+    wei would silently be 10^-12 ether (DESIGN.md: balances need a unit)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError("must be '<n> ether', '<n> gwei' or '<n> wei'")
+    if isinstance(value, int) or value.strip().isdigit():
+        raise ValueError(
+            f"{value!r} has no unit; write '{str(value).strip()} wei' if wei is meant (or ether, gwei): "
+            "allowed: '<n> ether', '<n> gwei', '<n> wei'"
+        )
+    match = BALANCE_RE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a balance; allowed: '<n> ether', '<n> gwei', '<n> wei' (a space before the unit)")
+    try:
+        exact = Decimal(match.group(1)) * UNIT_WEI[match.group(2)]
+    except InvalidOperation as exc:  # pragma: no cover - regex already guards digits
+        raise ValueError(f"{value!r} is not a number") from exc
+    if exact != exact.to_integral_value():
+        raise ValueError(f"{value!r} is not a whole number of wei")
+    wei = int(exact)
     if wei < 0 or wei > MAX_UINT256:
         raise ValueError(f"{value!r} is out of range; allowed: 0 to 2^256-1 wei")
     return wei
 
 
+def address_problem(value: str) -> str | None:
+    """Why `value` is not an address chainops accepts (None if it is): 0x and 40 hex digits;
+    a mixed-case address must carry a valid EIP-55 checksum (a typo is caught, not lower-cased);
+    the zero address and the precompiles hold no balance, code or key."""
+    if not ADDRESS_RE.match(value):
+        return f"{value!r} is not an address; allowed: 0x followed by 40 hex digits"
+    digits = value[2:]
+    if digits != digits.lower() and digits != digits.upper() and not is_checksum_address(value):
+        return f"{value} has a wrong EIP-55 checksum (mixed case); expected {to_checksum_address(value)}"
+    if int(digits, 16) <= LAST_PRECOMPILE:
+        return f"{value} is reserved (the zero address or a precompiled contract, 0x...01 to 0x...{LAST_PRECOMPILE:02x})"
+    return None
+
+
 class NetworkSpec(_Strict):
+    allowPublicChainId: bool = False  # a test network that reuses a public chain's id on purpose (first: read by the id checks)
     chainId: int = Field(ge=1, le=2**53 - 1)
     networkId: int | None = Field(default=None, ge=1, le=2**53 - 1)
     client: Literal["besu", "geth"] = "besu"
@@ -107,11 +141,21 @@ class NetworkSpec(_Strict):
     validatorSelection: Literal["blockHeader", "contract"] = "blockHeader"
     validatorContractAddress: str | None = None
 
+    @field_validator("chainId", "networkId")
+    @classmethod
+    def _private_id(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v in PUBLIC_CHAIN_IDS and not info.data.get("allowPublicChainId"):
+            raise ValueError(
+                f"{v} is {PUBLIC_CHAIN_IDS[v]}'s; a private network with it replays signed transactions "
+                "across chains: pick another, or set network.allowPublicChainId: true"
+            )
+        return v
+
     @field_validator("validatorContractAddress")
     @classmethod
     def _contract_address(cls, v: str | None) -> str | None:
-        if v is not None and not ADDRESS_RE.match(v):
-            raise ValueError(f"{v!r} is not an address; allowed: 0x followed by 40 hex digits")
+        if v is not None and (problem := address_problem(v)):
+            raise ValueError(problem)
         return v
 
     @model_validator(mode="after")
@@ -158,8 +202,8 @@ class AccountSpec(_Strict):
     @field_validator("address")
     @classmethod
     def _address_is_hex(cls, v: str | None) -> str | None:
-        if v is not None and not ADDRESS_RE.match(v):
-            raise ValueError(f"{v!r} is not an address; allowed: 0x followed by 40 hex digits")
+        if v is not None and (problem := address_problem(v)):
+            raise ValueError(problem)
         return v
 
     @field_validator("balance")
@@ -189,13 +233,13 @@ class ContractSpec(_Strict):
     address: str
     code: str
     storage: dict[str, str] = Field(default_factory=dict)
-    balance: int | str = 0
+    balance: str = "0 wei"
 
     @field_validator("address")
     @classmethod
     def _address(cls, v: str) -> str:
-        if not ADDRESS_RE.match(v):
-            raise ValueError(f"{v!r} is not an address; allowed: 0x followed by 40 hex digits")
+        if problem := address_problem(v):
+            raise ValueError(problem)
         return v
 
     @field_validator("code")
@@ -208,15 +252,20 @@ class ContractSpec(_Strict):
     @field_validator("storage")
     @classmethod
     def _storage(cls, v: dict[str, str]) -> dict[str, str]:
+        slots: dict[int, str] = {}
         for key, value in v.items():
             for item in (key, value):
                 if not isinstance(item, str) or not HEX_WORD_RE.match(item):
                     raise ValueError(f"{item!r} is not a storage word; allowed: 0x followed by 1 to 64 hex digits")
+            slot = int(key, 16)
+            if slot in slots:  # 0x1 and 0x0001 are the same 32-byte slot: one value would be lost
+                raise ValueError(f"{slots[slot]!r} and {key!r} are the same storage slot 0x{slot:064x}")
+            slots[slot] = key
         return v
 
     @field_validator("balance")
     @classmethod
-    def _balance(cls, v: int | str) -> int | str:
+    def _balance(cls, v: str) -> str:
         parse_balance(v)
         return v
 
@@ -238,6 +287,8 @@ class StorageSpec(_Strict):
     def _quantity(cls, v: str) -> str:
         if not QUANTITY_RE.match(v):
             raise ValueError(f"{v!r} is not a Kubernetes quantity; allowed e.g. 20Gi, 500Mi, 1Ti")
+        if not re.search(r"[1-9]", re.sub(r"[A-Za-z]+$", "", v)):
+            raise ValueError(f"{v!r} is no storage at all; a volume needs a positive size (e.g. 20Gi)")
         return v
 
     @field_validator("storageClassName")
@@ -250,12 +301,22 @@ class StorageSpec(_Strict):
 
 class IngressSpec(_Strict):
     host: str
+    tlsSecretName: str | None = None  # a kubernetes.io/tls Secret for the host (cert-manager or by hand)
+
+    @field_validator("tlsSecretName")
+    @classmethod
+    def _secret_name(cls, v: str | None) -> str | None:
+        if v is not None and not DNS_NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a Secret name (a DNS subdomain name)")
+        return v
 
     @field_validator("host")
     @classmethod
     def _host(cls, v: str) -> str:
         if not DNS_NAME_RE.match(v):
             raise ValueError(f"{v!r} is not a DNS host name (lower-case letters, digits, '-' and '.')")
+        if all(label.isdigit() for label in v.split(".")):
+            raise ValueError(f"{v!r} is an IP address; an Ingress host is a DNS name (Kubernetes refuses IPs)")
         return v
 
 
@@ -269,6 +330,11 @@ class KubernetesSpec(_Strict):
     def _namespace(cls, v: str) -> str:
         if not DNS_LABEL_RE.match(v):
             raise ValueError(f"{v!r} is not a namespace name; allowed: a DNS label matching {DNS_LABEL_RE.pattern}")
+        if v in RESERVED_NAMESPACES or v.startswith("kube-"):
+            raise ValueError(
+                f"{v!r} is a system namespace (kube-*, {', '.join(RESERVED_NAMESPACES)}): the network would share it "
+                "and a decommission would prune it; use a namespace of its own"
+            )
         return v
 
 
@@ -367,10 +433,12 @@ class EnvironmentSpec(_Strict):
     @classmethod
     def _image_references(cls, v: dict[str, str]) -> dict[str, str]:
         for key, reference in v.items():
-            if not IMAGE_RE.match(reference):
+            match = IMAGE_RE.match(reference)
+            if not match or not (match["tag"] or match["digest"]):
                 raise ValueError(
                     f"{key}: {reference[:80]!r} is not an image reference; allowed: "
-                    "'<repository>:<tag>' with a lower-case repository (e.g. hyperledger/besu:26.8.0)"
+                    "'<repository>:<tag>', '<repository>:<tag>@sha256:<digest>' or '<repository>@sha256:<digest>' "
+                    "with a lower-case repository (e.g. hyperledger/besu:26.8.0)"
                 )
         return v
 
@@ -394,6 +462,24 @@ class EnvironmentSpec(_Strict):
                 f"values: unknown chart(s) {', '.join(unknown_charts)}; allowed for profile {profile.name}: "
                 f"{', '.join(profile.charts)}"
             )
+        named = sum(1 for a in self.accounts if a.name)
+        if named > MAX_NAMED_ACCOUNTS:
+            raise ValueError(
+                f"accounts: {named} named accounts (each a generated key and a Secret); at most {MAX_NAMED_ACCOUNTS}: "
+                "fund external addresses instead"
+            )
+        if len(self.accounts) + len(self.contracts) > MAX_ALLOC_ENTRIES:
+            raise ValueError(f"accounts, contracts: {len(self.accounts) + len(self.contracts)} genesis entries; at most {MAX_ALLOC_ENTRIES}")
+        for key, reference in sorted(self.images.items()):
+            if key in profile.version_limits:
+                (limit, why) = profile.version_limits[key]
+                version = image_version(reference)
+                if version is None or version >= limit:
+                    shown = ".".join(map(str, limit))
+                    raise ValueError(
+                        f"images.{key}: {reference} {'has no release version' if version is None else 'is too new'} for "
+                        f"profile {profile.name}: {why}; allowed: a release tag below v{shown}"
+                    )
         if self.network.client == "besu" and self.nodes.bootnodes:
             raise ValueError("nodes.bootnodes: bootnodes are for geth profiles only; besu validators are the bootnodes")
         seen: set[str] = set()
@@ -410,6 +496,13 @@ class EnvironmentSpec(_Strict):
         if selector is not None and selector.lower() not in {c.address.lower() for c in self.contracts}:
             raise ValueError(f"network.validatorContractAddress: {selector} must be one of `contracts:`")
         return self
+
+
+def image_version(reference: str) -> tuple[int, ...] | None:
+    """(1, 13, 15) for `ethereum/client-go:v1.13.15` or `:alltools-v1.13.15`; None without one."""
+    tag = reference.split("@", 1)[0].rsplit(":", 1)[-1] if ":" in reference.split("@", 1)[0] else ""
+    match = re.search(r"(?:^|-)v?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?$", tag)
+    return tuple(int(p) for p in match.groups() if p is not None) if match else None
 
 
 class EnvironmentConfig(BaseModel):
@@ -578,7 +671,10 @@ def _pydantic_problems(source: str, exc: ValidationError) -> list[str]:
             message = f"{err.get('input')!r} is out of range; {err['msg'].lower()}"
         else:
             message = err["msg"].removeprefix("Value error, ")
-        problems.append(f"{source}: {where}: {_shorten(message)}")
+        if where == "(top level)" and re.match(r"^[a-zA-Z][\w.\[\]-]*(, [a-zA-Z][\w.\[\]-]*)*: ", message):
+            problems.append(f"{source}: {_shorten(message)}")  # a cross-field rule names its own field
+        else:
+            problems.append(f"{source}: {where}: {_shorten(message)}")
     return problems
 
 
@@ -647,7 +743,7 @@ def load_environment(path: Path) -> EnvironmentConfig:
 def environment_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise ConfigError([f"{directory}: environments directory does not exist"])
-    return sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml"} and not p.name.startswith("."))
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in {".yaml", ".yml"} and not p.name.startswith("."))
 
 
 def cross_file_problems(configs: list[EnvironmentConfig]) -> list[str]:
@@ -673,8 +769,8 @@ def load_all(directory: Path) -> list[EnvironmentConfig]:
     configs: list[EnvironmentConfig] = []
     problems: list[str] = []
     for path in environment_files(directory):
-        if path.suffix == ".yml":
-            problems.append(f"{shown_path(path)}: file name: use the .yaml extension")
+        if path.suffix != ".yaml":
+            problems.append(f"{shown_path(path)}: file name: {path.suffix!r} is not read; use the .yaml extension")
             continue
         try:
             configs.append(load_environment(path))

@@ -30,6 +30,8 @@ import kubernetes_validate
 import yaml
 from referencing import Registry, Resource
 
+from pipelines.lib.processes import die_with_parent
+
 # Kubernetes schema version every object is validated against.
 #
 # kubernetes_validate 1.37.0 ships strict schemas for 1.25 ... 1.37. We validate against
@@ -715,7 +717,9 @@ def kustomize_build(directory: Path, timeout: float = 120.0) -> str:
         raise ManifestError(f"{directory}: not a directory")
     command = [kubectl_binary(), "kustomize", str(directory)]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False, preexec_fn=die_with_parent  # noqa: PLW1509
+        )
     except subprocess.TimeoutExpired as exc:
         raise ManifestError(f"kubectl kustomize {directory} timed out after {timeout:g}s") from exc
     except OSError as exc:

@@ -34,6 +34,8 @@ class Profile:
     note: str
     # Profile defaults per chart, merged over the chart's values.yaml.
     values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Image key -> (first release that breaks the profile, why): applied to `images:` overrides.
+    version_limits: Mapping[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)
 
     @property
     def client_image(self) -> str:
@@ -88,6 +90,10 @@ PROFILES: dict[str, Profile] = {
             },
             legacy=True,
             note="Legacy: geth v1.13.15 is the last geth release that seals Clique blocks.",
+            version_limits={
+                image: ((1, 14), "geth v1.14 seals no Clique blocks (proof-of-authority mining was removed)")
+                for image in ("geth", "bootnode")
+            },
         ),
         Profile(
             name="geth-ethash",
@@ -101,6 +107,10 @@ PROFILES: dict[str, Profile] = {
             },
             legacy=True,
             note="Legacy: geth v1.11.6 is the last geth release that mines ethash.",
+            version_limits={
+                image: ((1, 12), "geth v1.12 runs no proof-of-work network (ethash mining was removed)")
+                for image in ("geth", "bootnode")
+            },
             # Miners hold the ethash DAG (about 1 GiB at epoch 0, growing) besides the chain.
             values={
                 "geth-node": {

@@ -88,7 +88,7 @@ def plan_compiled(
     if compiled.summary is not None and compiled.built_on(before):
         summary = compiled.summary  # made by the compile worker against these very files
     else:
-        summary = review.build_summary(compiled.name, before, compiled.files)
+        summary = review.build_summary(compiled.name, before, compiled.files, compiled.policy_warnings)
     change = compiler.to_change(compiled, profile, source_commit, summary)
     return PublishItem(compiled.name, change, review_mode, summary)
 
@@ -128,7 +128,9 @@ def publish_environments(
             )
         summary = item.summary
         if head != base:  # the request compares with the target as it is after this run's direct commits
-            summary = review.build_summary(item.name, repo.read_files(head, item.change.prefixes), item.change.files)
+            summary = review.build_summary(
+                item.name, repo.read_files(head, item.change.prefixes), item.change.files, item.summary.warnings
+            )
         branch = repo.publish_review_branch(item.change, head)
         request = None
         if branch.commit is not None and forge is not None:

@@ -107,6 +107,7 @@ class ReviewSummary:
     plan: ValidatorPlan | None  # the ordered votes a live chain needs (None: no votes)
     keys_rotated: tuple[str, ...]
     plaintext_secrets: tuple[str, ...]
+    warnings: tuple[str, ...] = ()  # production-policy findings (pipelines/lib/policy.py)
 
     @property
     def changed(self) -> bool:
@@ -266,8 +267,11 @@ def _nodes(lock: Mapping[str, Any] | None) -> dict[str, NodeRef]:
 
 
 # -- the summary -----------------------------------------------------------------------
-def build_summary(environment: str, before: Mapping[str, bytes], after: Mapping[str, bytes]) -> ReviewSummary:
-    """Compare the committed files of an environment with the files a compile produced."""
+def build_summary(
+    environment: str, before: Mapping[str, bytes], after: Mapping[str, bytes], warnings: tuple[str, ...] = ()
+) -> ReviewSummary:
+    """Compare the committed files of an environment with the files a compile produced.
+    `warnings`: the compile's policy findings, shown to the reviewer."""
     old_lock, new_lock = read_lock(before, environment), read_lock(after, environment)
     kind: Literal["new", "update", "decommission", "none"]
     if old_lock is None and new_lock is not None:
@@ -333,6 +337,7 @@ def build_summary(environment: str, before: Mapping[str, bytes], after: Mapping[
         plaintext_secrets=tuple(
             sorted(obj["metadata"]["name"] for _, obj in new_objects.values() if secret_state(obj) == "plaintext")
         ),
+        warnings=warnings,
     )
     if provisional.genesis_changed:  # a reset chain starts from the new genesis validators: no votes
         return replace(provisional, plan=None)

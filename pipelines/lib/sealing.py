@@ -57,6 +57,7 @@ import pyrage
 import yaml
 
 from pipelines.lib.manifests import dump_yaml
+from pipelines.lib.processes import die_with_parent
 from pipelines.lib.sops_writer import SopsFormatError, encrypt_document
 
 __all__ = [
@@ -744,6 +745,7 @@ class SopsSealer:
                 cwd=self._sandbox,
                 timeout=_SOPS_TIMEOUT_SECONDS,
                 check=False,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - async-signal-safe: one prctl call
             )
         except subprocess.TimeoutExpired:
             failure = f"sops {action} timed out after {_SOPS_TIMEOUT_SECONDS}s"

@@ -7,10 +7,12 @@ CHAINOPS_BRANCH, CHAINOPS_HOME, CHAINOPS_CHARTS), which override the embedded de
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.lib.compiler import PublishTarget
+from pipelines.lib.errors import UsageError
 from pipelines.lib.gitops import ensure_embedded_repository, repo_url
 
 DEFAULT_BRANCH = "main"
@@ -57,7 +59,7 @@ def resolve_settings(
     default_charts = Path.cwd() / "chart_sources"
     if not default_charts.is_dir():
         default_charts = PACKAGE_ROOT / "chart_sources"
-    return Settings(
+    settings = Settings(
         environments_dir=Path(environments or os.environ.get("CHAINOPS_ENVIRONMENTS") or "environments").resolve(),
         home=home_path,
         repo=repo or os.environ.get("CHAINOPS_REPO") or str(home_path / "gitops.git"),
@@ -65,3 +67,16 @@ def resolve_settings(
         charts_dir=Path(charts or os.environ.get("CHAINOPS_CHARTS") or default_charts).resolve(),
         cluster_repo_url=os.environ.get("CHAINOPS_CLUSTER_REPO_URL") or None,
     )
+    check_location(settings.repo, settings.branch)
+    return settings
+
+
+def check_location(repo: str, branch: str) -> None:
+    """Refuse a repository or branch git would read as an option or a path outside refs/heads
+    (`--upload-pack=…`, `../x`) before git ever sees it."""
+    for label, value in (("repository", repo), ("cluster repository URL", os.environ.get("CHAINOPS_CLUSTER_REPO_URL") or "")):
+        if value.startswith("-") or any(c in value for c in "\n\r\0"):
+            raise UsageError(f"{label} {value[:80]!r}: not a Git URL or path (it would be read as an option)")
+    valid = subprocess.run(["git", "check-ref-format", "--branch", branch], capture_output=True, check=False)
+    if branch.startswith("-") or valid.returncode != 0 or branch.startswith("chainops/"):
+        raise UsageError(f"branch {branch[:80]!r}: not a branch name git accepts (git check-ref-format --branch; chainops/* is chainops' own)")
