@@ -24,18 +24,15 @@ from pipelines.lib import compiler, publish, review
 from pipelines.lib.compile_run import Selection, check_selection, plan_run, publish_run
 from pipelines.lib.config import EnvironmentConfig, load_all
 from pipelines.lib.dry_run import Labeller, dry_run_home, key_labels
-from pipelines.lib.errors import UsageError
-from pipelines.lib.forges import Forge, ForgeError, ForgeSettings, forge_for
+from pipelines.lib.errors import ChainopsError, UsageError
+from pipelines.lib.forges import Forge, ForgeSettings, forge_for
 from pipelines.lib.genesis import GenesisError, genesis_block_hash
-from pipelines.lib.gitops import GitopsError, GitopsRepository, git_blob_id
+from pipelines.lib.gitops import GitopsRepository, git_blob_id
 from pipelines.lib.layout import ENV_NAME_RE
-from pipelines.lib.manifests import ManifestError
-from pipelines.lib.sealing import AgeIdentity, SealingError
+from pipelines.lib.sealing import AgeIdentity
 from pipelines.lib.settings import Settings, resolve_settings
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-VALIDATION_ERRORS = compiler.ENVIRONMENT_PROBLEMS
-ENVIRONMENT_ERRORS = (GitopsError, ForgeError, SealingError, ManifestError, OSError)
 
 
 def _add_location_flags(parser: argparse.ArgumentParser, with_repo: bool = True) -> None:
@@ -305,8 +302,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     would make); nothing is written."""
     try:
         return _diff(args)
-    except (*VALIDATION_ERRORS, UsageError, *ENVIRONMENT_ERRORS) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ChainopsError, OSError, GitError) as exc:
+        print(f"error: {_one_line(exc) if not isinstance(exc, ChainopsError) else exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -451,13 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except VALIDATION_ERRORS as exc:
+    except ChainopsError as exc:  # InputProblem: 1, OperationalFailure (and UsageError): 2
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (*ENVIRONMENT_ERRORS, GitError) as exc:
+        return exc.exit_code
+    except (OSError, GitError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -189,7 +189,7 @@ def test_blocking_genesis_lock_stops_the_commit(workspace):
     assert "GENESIS CHANGED" in metadata["summary"].value and "GENESIS CHANGED" in metadata["headline"].value
 
 
-LEAKY_CONFIGMAP = """{% import "_helpers.j2" as h with context %}
+LEAKY_CONFIGMAP = """{% import "_common/_helpers.j2" as h with context %}
 {% set node = Values.secrets[0] %}
 apiVersion: v1
 kind: ConfigMap
@@ -202,7 +202,7 @@ data:
 """
 # A Secret whose data SOPS encrypts, with the key copied into an annotation, which stays
 # readable (SOPS encrypts only data/stringData): a Secret that is sealed and still leaks.
-LEAKY_SECRET = """{% import "_helpers.j2" as h with context %}
+LEAKY_SECRET = """{% import "_common/_helpers.j2" as h with context %}
 {% set node = Values.secrets[0] %}
 apiVersion: v1
 kind: Secret

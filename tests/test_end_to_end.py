@@ -24,7 +24,7 @@ from eth_keys import KeyAPI
 from eth_keys.backends import NativeECCBackend
 
 from pipelines.lib.manifests import KUBERNETES_VERSION
-from tests.conftest import EXAMPLE_NAMES, EXAMPLES, checkout, commit_count, git, venv_tool
+from tests.conftest import EXAMPLE_NAMES, EXAMPLES, REPO_ROOT, checkout, commit_count, git, venv_tool
 
 NATIVE_KEYS = KeyAPI(NativeECCBackend)
 ENVIRONMENTS = ("dev", "seed", "staging")  # the SOPS examples (prod uses sealed-secrets)
@@ -39,7 +39,7 @@ def compiled(tmp_path_factory):
     shutil.copytree(EXAMPLES, envs)
     out = subprocess.run(
         [venv_tool("chainops"), "compile", "--home", str(home), "--environments", str(envs)],
-        capture_output=True, text=True, cwd=root, env={**os.environ, "CHAINOPS_CHARTS": str(EXAMPLES.parent / "chart_sources")},
+        capture_output=True, text=True, cwd=root, env={**os.environ, "CHAINOPS_CHARTS": str(REPO_ROOT / "chart_sources")},
     )
     assert out.returncode == 0, out.stderr
     work = checkout(home / "gitops.git", root / "work")

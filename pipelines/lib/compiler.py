@@ -30,7 +30,7 @@ from pipelines.lib import genesis as genesis_lib
 from pipelines.lib import policy
 from pipelines.lib.chart_values import pod_host, render_objects
 from pipelines.lib.config import ConfigError, EnvironmentConfig, parse_balance
-from pipelines.lib.errors import GuardError
+from pipelines.lib.errors import GuardError, InputProblem
 from pipelines.lib.gitops import EnvironmentChange, GitopsRepository, SharedEdit, git_blob_id
 from pipelines.lib.identity_guard import check_committed_state
 from pipelines.lib.keys import (
@@ -99,7 +99,7 @@ MAX_OBJECT_BYTES = 1 << 20  # a ConfigMap's data limit (etcd refuses larger obje
 
 
 
-class ManifestValidationError(ValueError):
+class ManifestValidationError(InputProblem):
     """Rendered objects do not validate against the Kubernetes schemas."""
 
 

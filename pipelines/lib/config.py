@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipelines.lib.errors import InputProblem
 from pipelines.lib.profiles import CONSENSUS_BY_CLIENT, Profile, profile_for
 
 API_VERSION = "chainops/v1"
@@ -76,7 +77,7 @@ IMAGE_RE = re.compile(
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(InputProblem):
     """One or more problems in environment files; each line names file, field and rule."""
 
     def __init__(self, problems: list[str]):

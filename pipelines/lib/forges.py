@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from pipelines.lib.errors import OperationalFailure
+
 if TYPE_CHECKING:  # the clients load on first use: direct-mode runs never pay their import time
     from github import GithubException
 
@@ -39,7 +41,7 @@ BODY_LIMITS: dict[ForgeKind, int] = {"github": 65_536, "gitlab": 1_000_000}
 TIMEOUT_SECONDS = 30
 
 
-class ForgeError(RuntimeError):
+class ForgeError(OperationalFailure):
     """The forge API refused or could not be reached; the message names the call and the reason."""
 
 

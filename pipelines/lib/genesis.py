@@ -36,6 +36,8 @@ import rlp
 from eth_hash.auto import keccak
 from trie import HexaryTrie
 
+from pipelines.lib.errors import InputProblem
+
 __all__ = [
     "GenesisError",
     "GenesisSpec",
@@ -53,7 +55,7 @@ __all__ = [
 ]
 
 
-class GenesisError(ValueError):
+class GenesisError(InputProblem):
     """A genesis spec or genesis.json that no client would load the way we expect."""
 
 

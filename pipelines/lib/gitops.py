@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import git
 from filelock import FileLock
 
-from pipelines.lib.errors import RemoteRewoundError
+from pipelines.lib.errors import OperationalFailure, RemoteRewoundError
 
 AUTHOR_NAME = "chainops"
 AUTHOR_EMAIL = "chainops@localhost"
@@ -58,7 +58,7 @@ _CREDENTIAL_HELPER = (
 )
 
 
-class GitopsError(RuntimeError):
+class GitopsError(OperationalFailure):
     """The GitOps repository cannot be read or written; the message says which and why."""
 
 

@@ -28,6 +28,7 @@ from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
 from pipelines.lib.config import EnvironmentConfig
+from pipelines.lib.errors import InputProblem
 from pipelines.lib.layout import ESCROW_FILE
 
 P2P_PORT = 30303
@@ -42,7 +43,7 @@ HD_ACCOUNT_BY_ROLE = {"account": 0, "validator": 1, "rpc": 2, "bootnode": 3}
 KEYSTORE_SCRYPT_N = 4096
 
 
-class KeyPolicyError(RuntimeError):
+class KeyPolicyError(InputProblem):
     """A key problem that must stop the run (lost key, mismatched identity)."""
 
 

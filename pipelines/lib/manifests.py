@@ -30,6 +30,7 @@ import kubernetes_validate
 import yaml
 from referencing import Registry, Resource
 
+from pipelines.lib.errors import OperationalFailure
 from pipelines.lib.processes import die_with_parent
 
 # Kubernetes schema version every object is validated against.
@@ -56,7 +57,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _MAX_FILENAME_BYTES = 255  # ext4, APFS, NTFS component limit
 
 
-class ManifestError(ValueError):
+class ManifestError(OperationalFailure, ValueError):
     """A manifest cannot be rendered, named, loaded or built."""
 
 

@@ -23,11 +23,13 @@ import jsonschema
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from pipelines.lib.errors import InputProblem
+
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MANAGED_BY = "chainops"
 
 
-class RenderError(ValueError):
+class RenderError(InputProblem):
     """A chart, its values or a template is wrong; the message names chart, file and line or value path."""
 
 
@@ -85,9 +87,17 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+COMMON_CHART = "_common"  # the library chart: shared helpers and object templates
+COMMON_TEMPLATES_ANNOTATION = "chainops.io/common-templates"
+
+
 def _environment(templates_dir: Path) -> jinja2.Environment:
+    """A chart's own templates, and the library chart's under `_common/`."""
+    common = templates_dir.parent.parent / COMMON_CHART / "templates"
     env = ImmutableSandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        loader=jinja2.ChoiceLoader(
+            [jinja2.FileSystemLoader(str(templates_dir)), jinja2.PrefixLoader({COMMON_CHART: jinja2.FileSystemLoader(str(common))})]
+        ),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -112,9 +122,14 @@ def load_chart(path: Path) -> Chart:
             raise RenderError(f"chart {path.name}: Chart.yaml: missing {field}")
     jsonschema.Draft202012Validator.check_schema(schema)
     env = _environment(path / "templates")
-    templates = tuple(
-        sorted(p.name for p in (path / "templates").iterdir() if p.suffix == ".yaml" and not p.name.startswith("_"))
-    )
+    own = [p.name for p in (path / "templates").iterdir() if p.suffix == ".yaml" and not p.name.startswith("_")]
+    shared = [n.strip() for n in str((meta.get("annotations") or {}).get(COMMON_TEMPLATES_ANNOTATION, "")).split(",") if n.strip()]
+    clash = sorted(set(own) & set(shared))
+    if clash:
+        raise RenderError(f"chart {path.name}: templates/{clash[0]} is also taken from {COMMON_CHART}; keep one")
+    # Sorted by file name wherever a template lives, so moving one into the library
+    # changes nothing in the output.
+    templates = tuple(sorted([*own, *(f"{COMMON_CHART}/{n}" for n in shared)], key=lambda n: n.rsplit("/", 1)[-1]))
     for name in templates:
         try:
             env.get_template(name)

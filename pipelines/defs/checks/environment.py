@@ -23,7 +23,7 @@ from pipelines.defs.partitions import environments_partitions
 from pipelines.defs.resources.chainops import ChainopsResource
 from pipelines.lib import compiler
 from pipelines.lib.config import ConfigError, EnvironmentConfig, environment_files, load_all
-from pipelines.lib.gitops import GitopsError
+from pipelines.lib.errors import ChainopsError
 from pipelines.lib.keys import KeySet, PrivateKeyMaterial, open_private_bundle
 from pipelines.lib.manifests import ManifestError, kustomize_build, validator_for
 from pipelines.lib.sealing import is_sops_encrypted
@@ -92,7 +92,7 @@ def genesis_lock(
             existing = existing.without_lock_if_damaged()
         lock = existing.lock
         compiler.check_genesis_lock(environment_config, lock, genesis, allowed)
-    except (compiler.GuardError, GitopsError) as exc:
+    except ChainopsError as exc:  # any lib error: the check fails with what it could read
         locked = existing_lock_summary(lock)
         computed = {
             "genesisHash": genesis.block_hash,
