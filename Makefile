@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/chainops compile
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 # The Dagster UI, webserver and daemon on 127.0.0.1:3000 with a SQLite instance in
 # .chainops/dagster (deploy/dagster.local.yaml: publishing pool of 1, run monitoring).

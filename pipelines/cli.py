@@ -20,7 +20,7 @@ from pathlib import Path
 
 from git.exc import GitError
 
-from pipelines.lib import compiler, publish, review
+from pipelines.lib import compiler, publish, review, smoke
 from pipelines.lib.compile_run import Selection, check_selection, plan_run, publish_run
 from pipelines.lib.config import EnvironmentConfig, load_all
 from pipelines.lib.dry_run import Labeller, dry_run_home, key_labels
@@ -121,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     validate_p.add_argument("--jobs", type=int, default=0, metavar="N", help="worker processes (default: CPU count)")
     validate_p.add_argument(
         "--no-render", action="store_true", help="check the files and cross-file rules only; skip the dry compile"
+    )
+    smoke_p = sub.add_parser(
+        "smoke",
+        help="boot the committed rendered/ENV as local sandboxed pods (no cluster) and wait for blocks; writes nothing",
+    )
+    smoke_p.add_argument("env", metavar="ENV")
+    _add_location_flags(smoke_p)
+    smoke_p.add_argument("--seconds", type=float, default=180, metavar="N", help="how long the network may take (default 180)")
+    smoke_p.add_argument(
+        "--bin", action="append", default=[], metavar="NAME=PATH", help="the local binary for an image's client, e.g. geth=/usr/local/bin/geth"
     )
     hash_p = sub.add_parser("genesis-hash", help="print the block hash of a genesis.json")
     hash_p.add_argument("file", type=Path)
@@ -379,6 +389,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_FAIL if any(problems.values()) else EXIT_OK
 
 
+def cmd_smoke(args: argparse.Namespace) -> int:
+    """Boot what Flux would apply: the committed rendered/ENV, its Secrets decrypted with the
+    pipeline identity. Exit 0 when every pod is ready and the chain makes blocks, 1 when it
+    does not (with each pod's state and the tail of its log), 2 when it cannot run here."""
+    settings = resolve_settings(args.environments, args.home, args.repo, args.branch)
+    binaries = {}
+    for item in args.bin:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not Path(path).is_file():
+            raise UsageError(f"--bin {item!r}: expected NAME=PATH of an existing binary")
+        binaries[name] = Path(path).resolve()
+    identity_file = settings.home / "age" / "identity.txt"
+    if not identity_file.is_file():
+        raise UsageError(f"{identity_file}: no pipeline identity; smoke decrypts the committed Secrets with the home that compiled them")
+    identity = AgeIdentity.from_file(identity_file)
+    with GitopsRepository(settings.repo, settings.branch, settings.home) as repo:
+        base = repo.fetch()
+        files = repo.read_files(base, compiler.owned_paths(args.env))
+    if compiler.lock_path(args.env) not in files:
+        raise UsageError(f"{args.env}: nothing published in {repo.shown_url} (branch {settings.branch})")
+    secrets_data = smoke.committed_secrets(files, args.env, identity)
+    report = smoke.run_smoke(args.env, files, secrets_data, binaries, args.seconds)
+    for pod, state in sorted(report.pods.items()):
+        peers = f"  peers {report.peers[pod]}" if pod in report.peers else ""
+        print(f"{args.env}: pod {pod}: {state}{peers}")
+    print(f"{args.env}: genesis {report.genesis_hash} (locked {report.locked_genesis})")
+    print(f"{args.env}: block {report.block}  {'ok' if report.ok else 'FAILED'}")
+    if not report.ok:
+        for where, tail in sorted(report.log_tails.items()):
+            print(f"--- {where} (last lines)\n{tail}", file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
 def cmd_genesis_hash(args: argparse.Namespace) -> int:
     try:
         document = json.loads(args.file.read_bytes())
@@ -439,6 +482,7 @@ COMMANDS = {
     "compile": cmd_compile,
     "diff": cmd_diff,
     "validate": cmd_validate,
+    "smoke": cmd_smoke,
     "genesis-hash": cmd_genesis_hash,
     "keys": cmd_keys,
 }

@@ -1,0 +1,513 @@
+"""`chainops smoke`: boot the committed manifests as local pods, no cluster.
+
+Every StatefulSet/Deployment replica of `rendered/<env>/` runs as a local "pod": its init
+containers, then its containers, with exactly the command, args and env of the pod
+template. Only what a kubelet provides is substituted: `$(VAR)` references (Kubernetes'
+expansion rules: `$$` escapes), `fieldRef` (metadata.name, status.podIP), `secretKeyRef`
+and `configMapKeyRef`, the volumes (ConfigMap and Secret items with their paths and
+modes, projected Secret sources, emptyDir, one data directory per PersistentVolumeClaim
+template) mounted at their `mountPath`, and the image's entrypoint.
+
+Each pod is a bubblewrap sandbox (the host's root read-only, its volumes bound at their
+mount paths, the client binary bound where the image has it) inside a network namespace
+of its own with its own address on a bridge in a hub namespace, all created by this
+command and deleted at exit, also on Ctrl-C or SIGTERM. The pod DNS names
+(`<pod>.<service>.<ns>.svc.cluster.local`, the Services' names) resolve through an
+/etc/hosts bound into every sandbox. Readiness follows the pod's own probes (tcpSocket,
+httpGet, exec).
+
+An image runs only on a local binary of the same version (`geth version` must report the
+image's tag), or smoke refuses and says which binary it needs. Images no registry ships
+here (Besu, the ethstats dashboard) are refused by name: smoke never pretends.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.lib.errors import OperationalFailure
+from pipelines.lib.processes import die_with_parent
+from pipelines.lib.sealing import AgeIdentity, SopsSealer, is_plaintext_secret, is_sops_encrypted
+
+SUBNET = "10.233.{}.{}"
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc")
+BIN_DIR = "/chainops/bin"  # where the client binary is bound (first on PATH), as the image's is
+NAMESPACE_PREFIX = "chainops-smoke-"
+_VAR_RE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+# Where an image keeps its entrypoint: argv[0] when the pod template gives no command.
+IMAGE_ENTRYPOINTS = {"ethereum/client-go": ["geth"]}
+# The binary each image repository runs, bound into the sandbox on PATH.
+IMAGE_BINARIES = {"ethereum/client-go": "geth"}
+ALLTOOLS = ("bootnode",)  # the tools of ethereum/client-go:alltools-* smoke can run
+UNAVAILABLE_IMAGES = {
+    "hyperledger/besu": "Besu ships only as a container image or a JVM distribution that no registry here serves",
+    "ethereumex/eth-stats-dashboard": "the ethstats dashboard ships only as a container image",
+}
+
+
+class SmokeError(OperationalFailure):
+    """The network did not come up, or this machine cannot run it."""
+
+
+class SmokeRefused(OperationalFailure):
+    """What the environment runs cannot be booted honestly here (a missing or wrong binary)."""
+
+
+@dataclass
+class Pod:
+    name: str
+    workload: dict[str, Any]
+    ordinal: int
+    address: str = ""
+    netns: str = ""
+    root: Path = Path()
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.workload["spec"]["template"]["spec"]
+
+    @property
+    def service(self) -> str:
+        return self.workload["spec"].get("serviceName", self.workload["metadata"]["name"])
+
+
+def expand(value: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' `$(VAR)` expansion: defined variables are replaced, `$$` is a literal `$`,
+    anything else stays as written."""
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        return env.get(name, match.group(0))
+
+    return _VAR_RE.sub(replace, value)
+
+
+def objects_of(files: Mapping[str, bytes], environment: str) -> list[dict[str, Any]]:
+    prefix = f"rendered/{environment}/"
+    found = []
+    for path, data in sorted(files.items()):
+        if path.startswith(prefix) and path.endswith(".yaml") and path.count("/") == 3:
+            found += [d for d in yaml.safe_load_all(data) if isinstance(d, dict) and d.get("kind")]
+    return found
+
+
+def pods_of(objects: list[dict[str, Any]]) -> list[Pod]:
+    pods = []
+    for obj in objects:
+        if obj["kind"] == "StatefulSet":
+            pods += [Pod(f"{obj['metadata']['name']}-{i}", obj, i) for i in range(int(obj["spec"].get("replicas", 1)))]
+        elif obj["kind"] == "Deployment":
+            pods += [Pod(f"{obj['metadata']['name']}-{i}", obj, i) for i in range(int(obj["spec"].get("replicas", 1)))]
+    return pods
+
+
+def image_repository(reference: str) -> str:
+    return reference.split("@", 1)[0].rsplit(":", 1)[0] if ":" in reference.split("@", 1)[0] else reference.split("@", 1)[0]
+
+
+def image_tag(reference: str) -> str:
+    base = reference.split("@", 1)[0]
+    return base.rsplit(":", 1)[1] if ":" in base else ""
+
+
+def binary_version(binary: Path) -> str | None:
+    """'1.13.15' from `geth version`, or from the Go build info of the go-ethereum module
+    (`go version -m`, for tools such as bootnode that print no version); None if neither says."""
+    try:
+        out = subprocess.run([str(binary), "version"], capture_output=True, text=True, timeout=30, check=False).stdout
+    except OSError:
+        return None
+    match = re.search(r"^Version: ([0-9]+\.[0-9]+\.[0-9]+)", out, re.M)
+    if match:
+        return match.group(1)
+    if shutil.which("go") is None:
+        return None
+    info = subprocess.run(["go", "version", "-m", str(binary)], capture_output=True, text=True, timeout=30, check=False).stdout
+    match = re.search(r"^\s*mod\s+github\.com/ethereum/go-ethereum\s+v([0-9]+\.[0-9]+\.[0-9]+)", info, re.M)
+    return match.group(1) if match else None
+
+
+def binary_name(container: Mapping[str, Any]) -> str | None:
+    """The client binary a container runs: the alltools image's tool named by the command
+    (bootnode), otherwise the image's own client."""
+    repository, tag = image_repository(container["image"]), image_tag(container["image"])
+    if repository == "ethereum/client-go" and tag.startswith("alltools-"):
+        command = container.get("command") or []
+        return command[0] if command and command[0] in ALLTOOLS else None
+    return IMAGE_BINARIES.get(repository)
+
+
+def check_binaries(pods: list[Pod], binaries: Mapping[str, Path]) -> dict[str, Path]:
+    """image reference -> the local binary that runs it; refuses what cannot be matched."""
+    chosen: dict[str, Path] = {}
+    for pod in pods:
+        for container in pod.spec.get("initContainers", []) + pod.spec.get("containers", []):
+            reference = container["image"]
+            repository = image_repository(reference)
+            if reference in chosen:
+                continue
+            if repository in UNAVAILABLE_IMAGES:
+                raise SmokeRefused(f"{pod.workload['kind']}/{pod.workload['metadata']['name']}: {reference}: {UNAVAILABLE_IMAGES[repository]}; smoke boots geth profiles only")
+            name = binary_name(container)
+            if name is None:
+                raise SmokeRefused(f"{reference}: smoke has no local binary for this image")
+            binary = binaries.get(name) or (Path(found) if (found := shutil.which(name)) else None)
+            wanted = re.sub(r"^(alltools-)?v", "", image_tag(reference))
+            if binary is None:
+                raise SmokeRefused(f"{reference}: needs a local {name} {wanted} (--bin {name}=PATH, e.g. go install github.com/ethereum/go-ethereum/cmd/{name}@v{wanted})")
+            version = binary_version(binary)
+            if version != wanted:
+                raise SmokeRefused(f"{reference}: {binary} is {name} {version or '(unknown version)'}, the image runs {wanted}; give --bin {name}=PATH of {name} {wanted}")
+            chosen[reference] = binary
+    return chosen
+
+
+def _items(source: Mapping[str, Any], data: Mapping[str, bytes]) -> list[tuple[str, bytes, int | None]]:
+    items = source.get("items")
+    if not items:
+        return [(key, value, None) for key, value in sorted(data.items())]
+    return [(item["path"], data[item["key"]], item.get("mode")) for item in items]
+
+
+def materialise(pod: Pod, objects: list[dict[str, Any]], secrets_data: Mapping[str, Mapping[str, bytes]]) -> dict[str, Path]:
+    """Volume name -> host directory with its files, as the kubelet would project them."""
+    config_maps = {o["metadata"]["name"]: {k: v.encode() for k, v in (o.get("data") or {}).items()} for o in objects if o["kind"] == "ConfigMap"}
+    volumes: dict[str, Path] = {}
+    for volume in pod.spec.get("volumes", []):
+        target = pod.root / "volumes" / volume["name"]
+        target.mkdir(parents=True, exist_ok=True)
+        sources: list[tuple[str, bytes, int | None]] = []
+        if "configMap" in volume:
+            sources = _items(volume["configMap"], config_maps[volume["configMap"]["name"]])
+        elif "secret" in volume:
+            sources = _items(volume["secret"], secrets_data[volume["secret"]["secretName"]])
+        elif "projected" in volume:
+            for source in volume["projected"]["sources"]:
+                if "secret" in source:
+                    sources += _items(source["secret"], secrets_data[source["secret"]["name"]])
+                elif "configMap" in source:
+                    sources += _items(source["configMap"], config_maps[source["configMap"]["name"]])
+        for rel, data, mode in sources:
+            path = target / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            path.chmod(mode if mode is not None else 0o644)
+        volumes[volume["name"]] = target
+    for claim in pod.workload["spec"].get("volumeClaimTemplates", []):
+        target = pod.root / "claims" / claim["metadata"]["name"]
+        target.mkdir(parents=True, exist_ok=True)
+        volumes[claim["metadata"]["name"]] = target
+    return volumes
+
+
+def container_env(container: Mapping[str, Any], pod: Pod, config_maps: Mapping[str, Mapping[str, str]], secrets_data: Mapping[str, Mapping[str, bytes]]) -> dict[str, str]:
+    env: dict[str, str] = {"PATH": f"{BIN_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod.name, "HOME": "/tmp"}
+    fields = {"metadata.name": pod.name, "status.podIP": pod.address, "metadata.namespace": pod.workload["metadata"].get("namespace", "")}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = expand(str(item["value"]), env)
+        elif "valueFrom" in item:
+            source = item["valueFrom"]
+            if "fieldRef" in source:
+                env[item["name"]] = fields[source["fieldRef"]["fieldPath"]]
+            elif "secretKeyRef" in source:
+                ref = source["secretKeyRef"]
+                env[item["name"]] = secrets_data[ref["name"]][ref["key"]].decode()
+            elif "configMapKeyRef" in source:
+                ref = source["configMapKeyRef"]
+                env[item["name"]] = config_maps[ref["name"]][ref["key"]]
+    return env
+
+
+class Network:
+    """A hub namespace with a bridge, and one namespace per pod wired to it."""
+
+    def __init__(self) -> None:
+        self.id = secrets.token_hex(3)
+        self.hub = f"{NAMESPACE_PREFIX}{self.id}-hub"
+        self.spaces: list[str] = []
+        self.index = 0
+
+    def _ip(self, *args: str, netns: str | None = None) -> None:
+        command = (["ip", "netns", "exec", netns] if netns else []) + ["ip", *args]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise SmokeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+    def __enter__(self) -> Network:
+        self._ip("netns", "add", self.hub)
+        self.spaces.append(self.hub)
+        self._ip("link", "add", "br0", "type", "bridge", netns=self.hub)
+        self._ip("addr", "add", SUBNET.format(0, 1) + "/16", "dev", "br0", netns=self.hub)
+        self._ip("link", "set", "br0", "up", netns=self.hub)
+        self._ip("link", "set", "lo", "up", netns=self.hub)
+        return self
+
+    def attach(self, pod: Pod) -> None:
+        self.index += 1
+        pod.netns = f"{NAMESPACE_PREFIX}{self.id}-{self.index}"
+        pod.address = SUBNET.format(1, self.index)
+        self._ip("netns", "add", pod.netns)
+        self.spaces.append(pod.netns)
+        host_end = f"h{self.index}"
+        self._ip("link", "add", "eth0", "netns", pod.netns, "type", "veth", "peer", "name", host_end, "netns", self.hub)
+        self._ip("link", "set", host_end, "master", "br0", netns=self.hub)
+        self._ip("link", "set", host_end, "up", netns=self.hub)
+        self._ip("addr", "add", pod.address + "/16", "dev", "eth0", netns=pod.netns)
+        self._ip("link", "set", "eth0", "up", netns=pod.netns)
+        self._ip("link", "set", "lo", "up", netns=pod.netns)
+
+    def __exit__(self, *exc: object) -> None:
+        for space in reversed(self.spaces):
+            subprocess.run(["ip", "netns", "del", space], capture_output=True, check=False)
+
+
+def hosts_file(pods: list[Pod], namespace: str, objects: list[dict[str, Any]]) -> str:
+    lines = ["127.0.0.1 localhost"]
+    services = [o for o in objects if o["kind"] == "Service"]
+    for pod in pods:
+        names = [pod.name, f"{pod.name}.{pod.service}", f"{pod.name}.{pod.service}.{namespace}.svc.cluster.local"]
+        labels = pod.workload["spec"]["template"]["metadata"].get("labels", {})
+        for service in services:
+            selector = service["spec"].get("selector") or {}
+            if selector and all(labels.get(k) == v for k, v in selector.items()) and pod.ordinal == 0:
+                name = service["metadata"]["name"]
+                names += [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
+        lines.append(f"{pod.address} {' '.join(dict.fromkeys(names))}")
+    return "\n".join(lines) + "\n"
+
+
+def _port(container: Mapping[str, Any], port: Any) -> int:
+    if isinstance(port, int):
+        return port
+    for item in container.get("ports", []):
+        if item.get("name") == port:
+            return int(item["containerPort"])
+    raise SmokeError(f"container {container['name']}: no port named {port}")
+
+
+def _in_netns(pod: Pod, kind: str, host: str, port: int, path: str, body: str) -> str:
+    """A TCP connect or an HTTP request from inside the pod's network namespace (a short
+    child process: a socket belongs to the namespace it was created in)."""
+    code = (
+        "import json,sys,socket,http.client\n"
+        "kind,host,port,path=sys.argv[1],sys.argv[2],int(sys.argv[3]),sys.argv[4]\n"
+        "try:\n"
+        " if kind=='tcp':\n  socket.create_connection((host,port),timeout=2).close(); print('ok')\n"
+        " else:\n  c=http.client.HTTPConnection(host,port,timeout=3); body=sys.stdin.read()\n"
+        "  c.request('POST' if body else 'GET',path,body=body or None,headers={'Host':'localhost','Content-Type':'application/json'})\n"
+        "  r=c.getresponse(); print(json.dumps({'status':r.status,'body':r.read().decode()}))\n"
+        "except Exception as e:\n print('fail')\n"
+    )
+    result = subprocess.run(
+        ["ip", "netns", "exec", pod.netns, "python3", "-c", code, kind, host, str(port), path],
+        input=body, capture_output=True, text=True, timeout=15, check=False, preexec_fn=die_with_parent,
+    )
+    return result.stdout.strip()
+
+
+def probe_ok(pod: Pod, container: Mapping[str, Any], probe: Mapping[str, Any] | None) -> bool:
+    if not probe:
+        return True
+    if "tcpSocket" in probe:
+        return _in_netns(pod, "tcp", pod.address, _port(container, probe["tcpSocket"]["port"]), "", "") == "ok"
+    if "httpGet" in probe:
+        out = _in_netns(pod, "http", pod.address, _port(container, probe["httpGet"]["port"]), probe["httpGet"].get("path", "/"), "")
+        return out.startswith("{") and 200 <= json.loads(out)["status"] < 400
+    if "exec" in probe:
+        return subprocess.run(["ip", "netns", "exec", pod.netns, *probe["exec"]["command"]], capture_output=True, check=False).returncode == 0
+    return True
+
+
+def rpc(pod: Pod, port: int, method: str, params: list | None = None) -> Any:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []})
+    out = _in_netns(pod, "http", pod.address, port, "/", body)
+    if not out.startswith("{"):
+        return None
+    answer = json.loads(json.loads(out)["body"] or "{}")
+    return answer.get("result")
+
+
+@dataclass
+class SmokeReport:
+    pods: dict[str, str]  # pod -> "ready" or what failed
+    block: int
+    peers: dict[str, int]
+    log_tails: dict[str, str]
+    genesis_hash: str | None = None  # block 0 as the running node reports it
+    locked_genesis: str | None = None  # network.lock.json's genesisHash
+
+    @property
+    def ok(self) -> bool:
+        return (
+            all(v == "ready" for v in self.pods.values())
+            and self.block >= 1
+            and self.genesis_hash is not None
+            and self.genesis_hash == self.locked_genesis
+        )
+
+
+def _sandbox_command(pod: Pod, container: Mapping[str, Any], volumes: Mapping[str, Path], binaries: Mapping[str, Path], hosts: Path, env: Mapping[str, str]) -> list[str]:
+    image = container["image"]
+    binary = binaries[image]
+    argv = list(container.get("command") or IMAGE_ENTRYPOINTS[image_repository(image)]) + list(container.get("args") or [])
+    argv = [expand(str(a), env) for a in argv]
+    # An empty root (bubblewrap's tmpfs) with the host's system directories read-only: the
+    # pod's mount paths (/data, /keys, ...) are created in it, as in a container image.
+    command = ["ip", "netns", "exec", pod.netns, "bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+               "--hostname", pod.name]
+    for system in SYSTEM_DIRS:
+        if Path(system).is_symlink():
+            command += ["--symlink", os.readlink(system), system]
+        elif Path(system).is_dir():
+            command += ["--ro-bind", system, system]
+    command += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--ro-bind", str(hosts), "/etc/hosts",
+                "--ro-bind", str(binary), f"{BIN_DIR}/{binary_name(container)}", "--clearenv"]
+    for key, value in env.items():
+        command += ["--setenv", key, value]
+    for mount in container.get("volumeMounts", []):
+        source = volumes[mount["name"]]
+        if mount.get("subPath"):
+            source = source / mount["subPath"]
+        command += ["--ro-bind" if mount.get("readOnly") else "--bind", str(source), mount["mountPath"]]
+    return [*command, "--chdir", "/", "--", *argv]
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so the namespaces are deleted."""
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def run_smoke(
+    environment: str, files: Mapping[str, bytes], secrets_data: Mapping[str, Mapping[str, bytes]], binaries: Mapping[str, Path], seconds: float
+) -> SmokeReport:
+    """Boot every pod, wait for readiness and for a block on the chain; tear everything down."""
+    if os.geteuid() != 0:
+        raise SmokeError("smoke creates network namespaces: run it as root (or in a CI job with CAP_SYS_ADMIN and CAP_NET_ADMIN)")
+    if shutil.which("bwrap") is None:
+        raise SmokeError("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
+    objects = objects_of(files, environment)
+    namespace = next((o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"), environment)
+    pods = pods_of(objects)
+    chosen = check_binaries(pods, binaries)
+    config_maps = {o["metadata"]["name"]: dict(o.get("data") or {}) for o in objects if o["kind"] == "ConfigMap"}
+    lock = json.loads(files[f"rendered/{environment}/network.lock.json"])
+    report = SmokeReport({p.name: "not started" for p in pods}, 0, {}, {}, locked_genesis=lock["genesisHash"])
+    with tempfile.TemporaryDirectory(prefix="chainops-smoke-") as scratch, _signals_raise(), Network() as network:
+        root = Path(scratch)
+        for pod in pods:
+            network.attach(pod)
+            pod.root = root / pod.name
+        hosts = root / "hosts"
+        hosts.write_text(hosts_file(pods, namespace, objects))
+        mounted = {pod.name: materialise(pod, objects, secrets_data) for pod in pods}
+        try:
+            for pod in pods:
+                for init in pod.spec.get("initContainers", []):
+                    env = container_env(init, pod, config_maps, secrets_data)
+                    done = subprocess.run(_sandbox_command(pod, init, mounted[pod.name], chosen, hosts, env),
+                                          capture_output=True, text=True, timeout=120, check=False, preexec_fn=die_with_parent)
+                    if done.returncode != 0:
+                        report.pods[pod.name] = f"init container {init['name']} exited {done.returncode}: {done.stderr.strip()[-400:]}"
+                        raise SmokeError(f"{pod.name}: {report.pods[pod.name]}")
+                for container in pod.spec["containers"]:
+                    env = container_env(container, pod, config_maps, secrets_data)
+                    log = (pod.root / f"{container['name']}.log").open("wb")
+                    pod.processes.append(subprocess.Popen(
+                        _sandbox_command(pod, container, mounted[pod.name], chosen, hosts, env),
+                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+                    ))
+                report.pods[pod.name] = "starting"
+            deadline = time.monotonic() + seconds
+            rpc_pods = [(p, _port(c, "http")) for p in pods for c in p.spec["containers"] if any(x.get("name") == "http" for x in c.get("ports", []))]
+            while time.monotonic() < deadline:
+                for pod in pods:
+                    if any(proc.poll() is not None for proc in pod.processes):
+                        report.pods[pod.name] = f"exited {[proc.poll() for proc in pod.processes]}"
+                    elif all(probe_ok(pod, c, c.get("readinessProbe")) for c in pod.spec["containers"]):
+                        report.pods[pod.name] = "ready"
+                if rpc_pods:
+                    if report.genesis_hash is None:
+                        block0 = rpc(rpc_pods[0][0], rpc_pods[0][1], "eth_getBlockByNumber", ["0x0", False])
+                        report.genesis_hash = block0.get("hash") if isinstance(block0, dict) else None
+                    number = rpc(rpc_pods[0][0], rpc_pods[0][1], "eth_blockNumber")
+                    report.block = int(number, 16) if isinstance(number, str) else report.block
+                    for pod, port in rpc_pods:
+                        peers = rpc(pod, port, "net_peerCount")
+                        report.peers[pod.name] = int(peers, 16) if isinstance(peers, str) else 0
+                if report.ok or any(s.startswith("exited") for s in report.pods.values()):
+                    break
+                time.sleep(1)
+        finally:
+            for pod in pods:
+                for proc in pod.processes:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.terminate()
+                for proc in pod.processes:
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                for log in sorted(pod.root.glob("*.log")):
+                    report.log_tails[f"{pod.name}/{log.stem}"] = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+    return report
+
+
+def decode_secret(document: Mapping[str, Any]) -> dict[str, bytes]:
+    data = {k: base64.b64decode(v) for k, v in (document.get("data") or {}).items()}
+    data.update({k: v.encode() for k, v in (document.get("stringData") or {}).items()})
+    return data
+
+
+def committed_secrets(files: Mapping[str, bytes], environment: str, identity: AgeIdentity) -> dict[str, dict[str, bytes]]:
+    """Secret name -> its data, decrypted as the cluster's controller would (SOPS with the
+    pipeline identity, plaintext as it is). SealedSecrets need the controller's key: refused."""
+    found: dict[str, dict[str, bytes]] = {}
+    sops_files = []
+    for path, data in sorted(files.items()):
+        base = path.rsplit("/", 1)[-1]
+        if not path.startswith(f"rendered/{environment}/") or not base.endswith(".yaml"):
+            continue
+        if base.startswith("sealedsecret-"):
+            raise SmokeRefused(f"{path}: a SealedSecret opens only with the cluster controller's key; smoke boots sops and plaintext environments")
+        if not base.startswith("secret-"):
+            continue
+        if is_sops_encrypted(data):
+            sops_files.append(data)
+        elif is_plaintext_secret(data):
+            document = yaml.safe_load(data)
+            found[document["metadata"]["name"]] = decode_secret(document)
+    if sops_files:
+        with SopsSealer(identity) as sealer:
+            for document in sealer.unseal_many(sops_files):
+                found[document["metadata"]["name"]] = decode_secret(document)
+    return found
+
