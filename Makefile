@@ -5,7 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test ui bench clean
+.PHONY: run test ui bench clean smoke-bins
+
+# The client binaries `chainops smoke` runs (the geth-clique profile's pinned release),
+# built once from their Go module into a cache outside the repository and reused.
+GETH_VERSION := v1.13.15
+export CHAINOPS_GETH_DIR ?= $(HOME)/.cache/chainops/geth-$(GETH_VERSION)/bin
+
+smoke-bins:
+	@test -x $(CHAINOPS_GETH_DIR)/geth -a -x $(CHAINOPS_GETH_DIR)/bootnode || \
+	  GOBIN=$(CHAINOPS_GETH_DIR) GOTOOLCHAIN=go1.22.12 go install \
+	    github.com/ethereum/go-ethereum/cmd/geth@$(GETH_VERSION) github.com/ethereum/go-ethereum/cmd/bootnode@$(GETH_VERSION)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +26,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/chainops compile
 
-test: $(STAMP)
+test: $(STAMP) smoke-bins
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 # The Dagster UI, webserver and daemon on 127.0.0.1:3000 with a SQLite instance in

@@ -411,12 +411,14 @@ def cmd_smoke(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.env}: nothing published in {repo.shown_url} (branch {settings.branch})")
     secrets_data = smoke.committed_secrets(files, args.env, identity)
     report = smoke.run_smoke(args.env, files, secrets_data, binaries, args.seconds)
+    print(report.summary())
+    print(f"  genesis {report.genesis_hash} (locked {report.locked_genesis})")
     for pod, state in sorted(report.pods.items()):
-        peers = f"  peers {report.peers[pod]}" if pod in report.peers else ""
-        print(f"{args.env}: pod {pod}: {state}{peers}")
-    print(f"{args.env}: genesis {report.genesis_hash} (locked {report.locked_genesis})")
-    print(f"{args.env}: block {report.block}  {'ok' if report.ok else 'FAILED'}")
+        details = [f"head {report.heads[pod]}"] if pod in report.heads else []
+        details += [f"peers {report.peers[pod]} ({report.peering[pod]})"] if pod in report.peering else []
+        print(f"  pod {pod}: {state}{'  ' + ', '.join(details) if details else ''}")
     if not report.ok:
+        print(f"{args.env}: FAILED", file=sys.stderr)
         for where, tail in sorted(report.log_tails.items()):
             print(f"--- {where} (last lines)\n{tail}", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_FAIL

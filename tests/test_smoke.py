@@ -1,7 +1,7 @@
 """`chainops smoke`: the committed manifests boot on the real geth binaries, pods as sandboxes.
 
-Real clients: geth and bootnode v1.13.15 built from their Go module (`.ci/run` builds them
-into .cache/go/bin; CHAINOPS_GETH_DIR points elsewhere). Real isolation: each pod is a
+Real clients: geth and bootnode v1.13.15 built from their Go module (`make test` builds them
+once into ~/.cache/chainops, target smoke-bins; CHAINOPS_GETH_DIR points elsewhere). Real isolation: each pod is a
 bubblewrap sandbox in a network namespace of its own. Second routes: block 0 as the
 running node serves it must be the lock's genesis hash (read here with git), and the
 network must have produced blocks and connected its peers. In CI (CHAINOPS_REQUIRE_SMOKE=1)
@@ -10,19 +10,21 @@ a missing binary, bwrap or root fails the suite instead of skipping it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, git, venv_tool
+from tests.conftest import EXAMPLES, git, venv_tool
 
-BIN_DIR = Path(os.environ.get("CHAINOPS_GETH_DIR") or REPO_ROOT / ".cache" / "go" / "bin")
+BIN_DIR = Path(os.environ.get("CHAINOPS_GETH_DIR") or Path.home() / ".cache" / "chainops" / "geth-v1.13.15" / "bin")
 REQUIRED = os.environ.get("CHAINOPS_REQUIRE_SMOKE") == "1"
 MISSING = [what for what, ok in (
     ("geth", (BIN_DIR / "geth").is_file()),
@@ -51,6 +53,18 @@ def smoke_namespaces() -> list[str]:
             if line.startswith("chainops-smoke-")]
 
 
+@pytest.fixture(autouse=True)
+def no_namespace_left_behind():
+    """One smoke test at a time on this machine, whichever worker runs it (an exclusive file
+    lock), so each test sees only its own namespaces and processes; and every test leaves
+    the namespaces as it found them."""
+    with open(Path(tempfile.gettempdir()) / "chainops-smoke-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = set(smoke_namespaces())
+        yield
+        assert set(smoke_namespaces()) - before == set(), "smoke left network namespaces behind"
+
+
 @pytest.fixture
 def site(tmp_path: Path, run_cli, monkeypatch):
     monkeypatch.delenv("CHAINOPS_CLUSTER_REPO_URL", raising=False)
@@ -70,40 +84,78 @@ def site(tmp_path: Path, run_cli, monkeypatch):
     return {"envs": envs, "remote": remote, "publish": publish, "smoke": smoke, "tmp": tmp_path, "where": where}
 
 
-@pytest.mark.parametrize(
-    ("validators", "bootnodes", "peering"),
-    [(2, 0, "static peers"), (1, 1, "bootnode discovery")],
-    ids=["two-signers-static-peers", "bootnode-discovery"],
-)
-def test_a_clique_network_boots_makes_blocks_and_serves_the_locked_genesis(site, validators, bootnodes, peering):
-    site["publish"]("net", CLIQUE.format(chain_id=4500 + bootnodes, validators=validators, bootnodes=bootnodes))
+def summary_of(output: str) -> dict[str, str]:
+    line = next(ln for ln in output.splitlines() if ln.startswith("smoke: "))
+    found = re.match(r"smoke: (\S+)  (\d+)/(\d+) pods ready, (\d+)/(\d+) peered, (\d+) blocks(?:, signers (\d+)/(\d+))?, (.+)$", line)
+    assert found, line
+    keys = ("env", "ready", "pods", "peered", "clients", "blocks", "signed", "signers", "tx")
+    return dict(zip(keys, found.groups()))
+
+
+NETWORKS = {
+    "three-signers-bootnode-account": CLIQUE.format(chain_id=4501, validators=3, bootnodes=1) + "accounts: [{name: faucet, balance: 10 ether}]\n",
+    "two-signers-static-peers": CLIQUE.format(chain_id=4502, validators=2, bootnodes=0),
+}
+
+
+@pytest.mark.parametrize("network", [*NETWORKS, "dev-example"])
+def test_a_clique_network_boots_peers_seals_and_mines_a_transaction(site, network):
+    text = (EXAMPLES / "dev.yaml").read_text() if network == "dev-example" else NETWORKS[network]
+    site["publish"]("net", text)
     before = git(site["remote"], "for-each-ref")
     result = site["smoke"]("net", *BINS)
-    assert result.code == 0, (result.out, result.err)
+    assert result.code == 0, (result.out, result.err[-3000:])
     lock = json.loads(git(site["remote"], "show", "main:rendered/net/network.lock.json"))
-    assert f"net: genesis {lock['genesisHash']} (locked {lock['genesisHash']})" in result.out
-    pods = dict(re.findall(r"^net: pod (\S+): (\w+)", result.out, re.M))
-    expected = {f"validator-{i}" for i in range(validators)} | {"rpc-0"} | {f"bootnode-{i}" for i in range(bootnodes)}
-    assert set(pods) == expected and set(pods.values()) == {"ready"}
-    assert int(re.search(r"^net: block (\d+)", result.out, re.M)[1]) >= 1, "the signers sealed blocks"
-    assert int(re.search(r"pod rpc-0: ready\s+peers (\d+)", result.out)[1]) >= validators, f"{peering} connected the RPC node"
+    summary = summary_of(result.out)
+    nodes = {n["name"] for n in lock["nodes"]}
+    assert summary["ready"] == summary["pods"] == str(len(nodes)), "every locked node ran as a pod"
+    assert summary["peered"] == summary["clients"] == str(len([n for n in nodes if not n.startswith("bootnode-")]))
+    assert int(summary["blocks"]) >= 3
+    assert summary["signed"] == summary["signers"] == str(len(lock["validators"])), "each signer sealed a block"
+    assert summary["tx"] == ("tx mined" if lock["accounts"] and any(a.get("secret") for a in lock["accounts"]) else "no generated account")
+    assert f"genesis {lock['genesisHash']} (locked {lock['genesisHash']})" in result.out
     assert git(site["remote"], "for-each-ref") == before, "smoke writes nothing"
-    assert smoke_namespaces() == []
+
+
+def hand_edit(site: dict, path: str, old: str, new: str) -> None:
+    """An operator changes a committed manifest (what a bad chart change would render)."""
+    work = site["tmp"] / f"op-{len(list(site['tmp'].glob('op-*')))}"
+    subprocess.run(["git", "clone", "-q", "-b", "main", str(site["remote"]), str(work)], check=True)
+    target = work / path
+    text = target.read_text()
+    assert old in text, (old, text[:2000])
+    target.write_text(text.replace(old, new, 1))
+    subprocess.run(["git", "-C", str(work), "-c", "user.name=op", "-c", "user.email=op@x", "commit", "-qam", "hand edit"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "main"], check=True)
 
 
 def test_a_flag_the_client_rejects_fails_the_smoke_with_its_log(site):
     site["publish"]("net", CLIQUE.format(chain_id=4510, validators=1, bootnodes=0))
-    work = site["tmp"] / "op"
-    subprocess.run(["git", "clone", "-q", "-b", "main", str(site["remote"]), str(work)], check=True)
-    path = work / "rendered/net/geth-node/statefulset-rpc.yaml"
-    path.write_text(path.read_text().replace("- --syncmode=full", "- --syncmode=full\n        - --no-such-flag", 1))
-    subprocess.run(["git", "-C", str(work), "-c", "user.name=op", "-c", "user.email=op@x", "commit", "-qam", "bad flag"], check=True)
-    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "main"], check=True)
+    hand_edit(site, "rendered/net/geth-node/statefulset-rpc.yaml", "- --syncmode=full", "- --syncmode=full\n        - --no-such-flag")
     result = site["smoke"]("net", *BINS)
-    assert result.code == 1 and "FAILED" in result.out
-    assert re.search(r"^net: pod rpc-0: exited", result.out, re.M), result.out
+    assert result.code == 1 and "net: FAILED" in result.err
+    assert re.search(r"^  pod rpc-0: exited", result.out, re.M), result.out
     assert "flag provided but not defined: -no-such-flag" in result.err
-    assert smoke_namespaces() == []
+
+
+def test_a_key_path_that_does_not_match_the_projected_volume_fails(site):
+    site["publish"]("net", CLIQUE.format(chain_id=4511, validators=1, bootnodes=0))
+    hand_edit(site, "rendered/net/geth-node/statefulset-rpc.yaml", "--nodekey=/keys/$(POD_NAME)/nodekey", "--nodekey=/keys/$(POD_NAME)/node.key")
+    result = site["smoke"]("net", *BINS)
+    assert result.code == 1 and re.search(r"^  pod rpc-0: exited", result.out, re.M), result.out
+    assert "node.key" in result.err and "no such file or directory" in result.err.lower()
+
+
+def test_a_static_peer_that_never_connects_fails(site):
+    site["publish"]("net", CLIQUE.format(chain_id=4512, validators=2, bootnodes=0))
+    from eth_keys import keys
+
+    ghost = keys.PrivateKey(b"\x07" * 32).public_key.to_hex()[2:]  # a valid node key no pod holds
+    hand_edit(site, "rendered/net/geth-node/configmap-geth-config.yaml", 'StaticNodes = ["', f'StaticNodes = ["enode://{ghost}@10.233.9.9:30303", "')
+    result = site["smoke"]("net", *BINS, "--seconds", "25")
+    assert result.code == 1, result.out
+    summary = summary_of(result.out)
+    assert summary["peered"] == "0" and f"not peered with {ghost[:12]}" in result.out
 
 
 def test_a_binary_of_another_version_is_refused_and_says_which_one_is_needed(site):
@@ -113,7 +165,7 @@ def test_a_binary_of_another_version_is_refused_and_says_which_one_is_needed(sit
     fake.chmod(0o755)
     result = site["smoke"]("net", "--bin", f"geth={fake}")
     assert result.code == 2 and f"{fake} is geth 1.14.0, the image runs 1.13.15" in result.err
-    assert "Traceback" not in result.err and smoke_namespaces() == []
+    assert "Traceback" not in result.err
 
 
 def test_besu_is_refused_by_name_not_pretended(site):
@@ -126,16 +178,17 @@ def test_besu_is_refused_by_name_not_pretended(site):
 def test_sigterm_mid_smoke_tears_down_every_namespace_and_process(site):
     site["publish"]("net", CLIQUE.format(chain_id=4540, validators=1, bootnodes=0))
     command = [venv_tool("chainops"), "smoke", "net", *map(str, site["where"]), "--seconds", "120", *BINS]
+    started = set(smoke_namespaces())
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(smoke_namespaces()) < 2:
+    while time.monotonic() < deadline and len(set(smoke_namespaces()) - started) < 2:
         time.sleep(0.2)
-    assert len(smoke_namespaces()) >= 2, "the pods' namespaces exist while smoke runs"
+    assert len(set(smoke_namespaces()) - started) >= 2, "the pods' namespaces exist while smoke runs"
     time.sleep(2)  # the pods are running now
     geths = subprocess.run(["pgrep", "-f", str(BIN_DIR / "geth")], capture_output=True, text=True).stdout.split()
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
-    assert smoke_namespaces() == []
+    assert not [n for n in smoke_namespaces() if n not in started], "SIGTERM removed the namespaces"
     time.sleep(1)
     alive = [pid for pid in geths if running(pid)]
     assert alive == [], f"processes outlived smoke: {alive}"

@@ -31,6 +31,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -337,32 +338,150 @@ def probe_ok(pod: Pod, container: Mapping[str, Any], probe: Mapping[str, Any] | 
     return True
 
 
-def rpc(pod: Pod, port: int, method: str, params: list | None = None) -> Any:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []})
-    out = _in_netns(pod, "http", pod.address, port, "/", body)
-    if not out.startswith("{"):
-        return None
-    answer = json.loads(json.loads(out)["body"] or "{}")
-    return answer.get("result")
+MIN_BLOCKS = 3
 
 
 @dataclass
 class SmokeReport:
+    environment: str
     pods: dict[str, str]  # pod -> "ready" or what failed
-    block: int
-    peers: dict[str, int]
     log_tails: dict[str, str]
-    genesis_hash: str | None = None  # block 0 as the running node reports it
-    locked_genesis: str | None = None  # network.lock.json's genesisHash
+    locked_genesis: str  # network.lock.json's genesisHash
+    genesis_hash: str | None = None  # block 0 as the running nodes serve it
+    heads: dict[str, int] = field(default_factory=dict)  # client pod -> its head block
+    peering: dict[str, str] = field(default_factory=dict)  # client pod -> "ok" or what is missing
+    peers: dict[str, int] = field(default_factory=dict)
+    signers_expected: tuple[str, ...] = ()  # clique: the locked signers (lower-case)
+    signers_seen: set[str] = field(default_factory=set)
+    transaction: str = "no generated account"  # "tx mined", "tx not mined", or why none was sent
+
+    @property
+    def block(self) -> int:
+        return max(self.heads.values(), default=0)
 
     @property
     def ok(self) -> bool:
         return (
             all(v == "ready" for v in self.pods.values())
-            and self.block >= 1
-            and self.genesis_hash is not None
             and self.genesis_hash == self.locked_genesis
+            and self.block >= MIN_BLOCKS
+            and all(h >= MIN_BLOCKS for h in self.heads.values())
+            and bool(self.peering) and all(v == "ok" for v in self.peering.values())
+            and set(self.signers_expected) <= self.signers_seen
+            and self.transaction in ("tx mined", "no generated account")
         )
+
+    def summary(self) -> str:
+        ready = sum(1 for v in self.pods.values() if v == "ready")
+        peered = sum(1 for v in self.peering.values() if v == "ok")
+        signers = f", signers {len(self.signers_seen & set(self.signers_expected))}/{len(self.signers_expected)}" if self.signers_expected else ""
+        return (
+            f"smoke: {self.environment}  {ready}/{len(self.pods)} pods ready, {peered}/{len(self.peering) or len(self.heads)} peered, "
+            f"{self.block} blocks{signers}, {self.transaction}"
+        )
+
+
+def ipc(path: Path, method: str, params: list | None = None, timeout: float = 5) -> Any:
+    """One JSON-RPC call over a node's IPC socket (every API, where HTTP serves a few)."""
+    request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(str(path))
+        conn.sendall(request)
+        buffer = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            buffer += chunk
+            try:
+                answer = json.loads(buffer)
+                break
+            except ValueError:
+                continue
+    if "error" in answer:
+        raise SmokeError(f"{method}: {answer['error'].get('message')}")
+    return answer.get("result")
+
+
+def _ipc_path(pod: Pod, volumes: Mapping[str, Path]) -> Path | None:
+    for container in pod.spec["containers"]:
+        datadir = next((a.split("=", 1)[1] for a in container.get("args", []) if a.startswith("--datadir=")), None)
+        for mount in container.get("volumeMounts", []):
+            if datadir and mount["mountPath"] == datadir:
+                return volumes[mount["name"]] / "geth.ipc"
+    return None
+
+
+def _enode_key(url: str) -> str:
+    return url.removeprefix("enode://").split("@", 1)[0].lower()
+
+
+def _static_peers(pod: Pod, config_maps: Mapping[str, Mapping[str, str]]) -> set[str]:
+    """The enode keys the pod's own config names as static peers (geth's config.toml)."""
+    keys: set[str] = set()
+    for volume in pod.spec.get("volumes", []):
+        name = (volume.get("configMap") or {}).get("name")
+        for text in (config_maps.get(name) or {}).values():
+            keys |= {m.lower() for m in re.findall(r"enode://([0-9a-fA-F]{128})@", text)}
+    return keys
+
+
+def _check_network(report: SmokeReport, pods: list[Pod], paths: Mapping[str, Path], lock: Mapping[str, Any],
+                   config_maps: Mapping[str, Mapping[str, str]]) -> None:
+    """One round of checks on every client pod over IPC: heads, peers, genesis, signers."""
+    known = {_enode_key(n["enode"]): n["name"] for n in lock["nodes"]}
+    own = {n["name"]: _enode_key(n["enode"]) for n in lock["nodes"]}
+    for pod in pods:
+        path = paths.get(pod.name)
+        if path is None or not path.exists():
+            continue
+        try:
+            report.heads[pod.name] = int(ipc(path, "eth_blockNumber"), 16)
+            if report.genesis_hash is None:
+                report.genesis_hash = ipc(path, "eth_getBlockByNumber", ["0x0", False])["hash"]
+            peer_keys = {_enode_key(p["enode"]) for p in ipc(path, "admin_peers")}
+        except (OSError, SmokeError, ValueError, KeyError, TypeError):
+            continue
+        report.peers[pod.name] = len(peer_keys)
+        strangers = sorted(k[:12] for k in peer_keys if k not in known)
+        wanted = _static_peers(pod, config_maps) - {own.get(pod.name, "")}
+        missing = sorted(known.get(k, k[:12]) for k in wanted - peer_keys)
+        if strangers:
+            report.peering[pod.name] = f"peers not in the lock: {', '.join(strangers)}"
+        elif missing:
+            report.peering[pod.name] = f"not peered with {', '.join(missing)}"
+        elif not peer_keys:
+            report.peering[pod.name] = "no peers"
+        else:
+            report.peering[pod.name] = "ok"
+    if report.signers_expected and report.heads:
+        source = paths[max(report.heads, key=report.heads.get)]
+        for number in range(1, max(report.heads.values()) + 1):
+            try:
+                report.signers_seen.add(str(ipc(source, "clique_getSigner", [hex(number)])).lower())
+            except (OSError, SmokeError):
+                break
+
+
+def _send_transaction(report: SmokeReport, paths: Mapping[str, Path], pods: list[Pod], secrets_data: Mapping[str, Mapping[str, bytes]],
+                      lock: Mapping[str, Any]) -> str | None:
+    """A transfer signed with a generated account's key (from its Secret), sent to an RPC
+    node; returns its hash (None when the environment generates no account)."""
+    from eth_account import Account  # lazy: only smoke signs
+
+    account = next((a for a in lock.get("accounts", []) if a.get("secret") and a["secret"] in secrets_data), None)
+    if account is None:
+        return None
+    data = secrets_data[account["secret"]]
+    key = Account.decrypt(data["keystore.json"].decode(), data["password"].decode())
+    sender = next((paths[p.name] for p in pods if p.name.startswith("rpc-") and p.name in paths), next(iter(paths.values())))
+    nonce = int(ipc(sender, "eth_getTransactionCount", [account["address"], "pending"]), 16)
+    tx = {"nonce": nonce, "to": account["address"], "value": 1, "gas": 21000,
+          "gasPrice": int(ipc(sender, "eth_gasPrice"), 16) * 2, "chainId": lock["chainId"]}
+    signed = Account.sign_transaction(tx, key)
+    raw = getattr(signed, "raw_transaction", None) or signed.rawTransaction
+    return ipc(sender, "eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
 
 
 def _sandbox_command(pod: Pod, container: Mapping[str, Any], volumes: Mapping[str, Path], binaries: Mapping[str, Path], hosts: Path, env: Mapping[str, str]) -> list[str]:
@@ -419,7 +538,9 @@ def run_smoke(
     chosen = check_binaries(pods, binaries)
     config_maps = {o["metadata"]["name"]: dict(o.get("data") or {}) for o in objects if o["kind"] == "ConfigMap"}
     lock = json.loads(files[f"rendered/{environment}/network.lock.json"])
-    report = SmokeReport({p.name: "not started" for p in pods}, 0, {}, {}, locked_genesis=lock["genesisHash"])
+    report = SmokeReport(environment, {p.name: "not started" for p in pods}, {}, lock["genesisHash"])
+    if lock.get("consensus") == "clique":
+        report.signers_expected = tuple(v.lower() for v in lock["validators"])
     with tempfile.TemporaryDirectory(prefix="chainops-smoke-") as scratch, _signals_raise(), Network() as network:
         root = Path(scratch)
         for pod in pods:
@@ -446,23 +567,31 @@ def run_smoke(
                     ))
                 report.pods[pod.name] = "starting"
             deadline = time.monotonic() + seconds
-            rpc_pods = [(p, _port(c, "http")) for p in pods for c in p.spec["containers"] if any(x.get("name") == "http" for x in c.get("ports", []))]
+            paths = {p.name: path for p in pods if (path := _ipc_path(p, mounted[p.name])) is not None}
+            tx_hash: str | None = None
+            tx_tried = False
             while time.monotonic() < deadline:
                 for pod in pods:
                     if any(proc.poll() is not None for proc in pod.processes):
                         report.pods[pod.name] = f"exited {[proc.poll() for proc in pod.processes]}"
                     elif all(probe_ok(pod, c, c.get("readinessProbe")) for c in pod.spec["containers"]):
                         report.pods[pod.name] = "ready"
-                if rpc_pods:
-                    if report.genesis_hash is None:
-                        block0 = rpc(rpc_pods[0][0], rpc_pods[0][1], "eth_getBlockByNumber", ["0x0", False])
-                        report.genesis_hash = block0.get("hash") if isinstance(block0, dict) else None
-                    number = rpc(rpc_pods[0][0], rpc_pods[0][1], "eth_blockNumber")
-                    report.block = int(number, 16) if isinstance(number, str) else report.block
-                    for pod, port in rpc_pods:
-                        peers = rpc(pod, port, "net_peerCount")
-                        report.peers[pod.name] = int(peers, 16) if isinstance(peers, str) else 0
-                if report.ok or any(s.startswith("exited") for s in report.pods.values()):
+                if any(s.startswith("exited") for s in report.pods.values()):
+                    break
+                _check_network(report, pods, paths, lock, config_maps)
+                if not tx_tried and report.block >= 1 and all(v == "ready" for v in report.pods.values()):
+                    tx_tried = True
+                    try:
+                        tx_hash = _send_transaction(report, paths, pods, secrets_data, lock)
+                        report.transaction = "tx not mined" if tx_hash else "no generated account"
+                    except (OSError, SmokeError, ValueError) as exc:
+                        report.transaction = f"tx not sent: {exc}"
+                if tx_hash and report.transaction == "tx not mined":
+                    with contextlib.suppress(OSError, SmokeError):
+                        receipt = ipc(next(iter(paths.values())), "eth_getTransactionReceipt", [tx_hash])
+                        if receipt and receipt.get("status") == "0x1":
+                            report.transaction = "tx mined"
+                if report.ok:
                     break
                 time.sleep(1)
         finally:
