@@ -156,6 +156,16 @@ def binary_name(container: Mapping[str, Any]) -> str | None:
     return IMAGE_BINARIES.get(repository)
 
 
+def _default_binary(name: str, version: str) -> Path | None:
+    """Where `make smoke-bins` puts the binaries (CHAINOPS_GETH_DIR, else ~/.cache/chainops/
+    geth-v<version>/bin), then PATH."""
+    for directory in (os.environ.get("CHAINOPS_GETH_DIR"), Path.home() / ".cache" / "chainops" / f"geth-v{version}" / "bin"):
+        if directory and (Path(directory) / name).is_file():
+            return Path(directory) / name
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
 def check_binaries(pods: list[Pod], binaries: Mapping[str, Path]) -> dict[str, Path]:
     """image reference -> the local binary that runs it; refuses what cannot be matched."""
     chosen: dict[str, Path] = {}
@@ -170,8 +180,8 @@ def check_binaries(pods: list[Pod], binaries: Mapping[str, Path]) -> dict[str, P
             name = binary_name(container)
             if name is None:
                 raise SmokeRefused(f"{reference}: smoke has no local binary for this image")
-            binary = binaries.get(name) or (Path(found) if (found := shutil.which(name)) else None)
             wanted = re.sub(r"^(alltools-)?v", "", image_tag(reference))
+            binary = binaries.get(name) or _default_binary(name, wanted)
             if binary is None:
                 raise SmokeRefused(f"{reference}: needs a local {name} {wanted} (--bin {name}=PATH, e.g. go install github.com/ethereum/go-ethereum/cmd/{name}@v{wanted})")
             version = binary_version(binary)
