@@ -20,7 +20,7 @@ from pathlib import Path
 
 from git.exc import GitError
 
-from pipelines.lib import compiler, publish, review, smoke
+from pipelines.lib import cluster_keys, compiler, publish, review, smoke
 from pipelines.lib.compile_run import Selection, check_selection, plan_run, publish_run
 from pipelines.lib.config import EnvironmentConfig, load_all
 from pipelines.lib.dry_run import Labeller, dry_run_home, key_labels
@@ -75,6 +75,7 @@ def _add_guard_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chainops", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"chainops {compiler.VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
     compile_p = sub.add_parser("compile", help="compile environments and publish them to the GitOps repository")
     compile_p.add_argument("envs", nargs="*", metavar="ENV", help="environments to compile (default: all)")
@@ -132,6 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     smoke_p.add_argument(
         "--bin", action="append", default=[], metavar="NAME=PATH", help="the local binary for an image's client, e.g. geth=/usr/local/bin/geth"
     )
+    cluster_p = sub.add_parser("cluster", help="the cluster's own keys (never the pipeline's)")
+    cluster_sub = cluster_p.add_subparsers(dest="cluster_command", required=True)
+    init_p = cluster_sub.add_parser(
+        "init",
+        help="create the age key pair a cluster decrypts ENV's Secrets with: prints the recipient for "
+        "gitops.secrets.ageRecipients, writes the private key once as a sops-age Secret manifest outside the repository",
+    )
+    init_p.add_argument("env", metavar="ENV")
+    init_p.add_argument("--home", help="chainops home (env CHAINOPS_HOME, default .chainops/)")
+    init_p.add_argument("--out", type=Path, help="where to write the Secret manifest (default HOME/cluster-keys/ENV.sops-age.yaml)")
     hash_p = sub.add_parser("genesis-hash", help="print the block hash of a genesis.json")
     hash_p.add_argument("file", type=Path)
     keys_p = sub.add_parser("keys", help="key lifecycle")
@@ -238,8 +249,17 @@ def _prepare(
     (when a selected environment is reviewed by pull request), then the home directory,
     the pipeline identity, the compile context and the environments' source commit."""
     forge = _forge(settings, selection)
+    new_repository = settings.uses_embedded_repo and not (settings.embedded_repo / "HEAD").exists()
+    identity_file = settings.home / "age" / "identity.txt"
+    new_identity = not identity_file.exists()
     settings.prepare()
     identity = AgeIdentity.load_or_create(settings.home)
+    if new_identity:  # on stderr: a run from the wrong directory must not go unnoticed
+        print(f"chainops: created a new pipeline identity {identity_file} ({identity.recipient}); back it up: "
+              "without it the keys it seals cannot be read again", file=sys.stderr)
+    if new_repository:
+        print(f"chainops: created a new embedded GitOps repository {settings.embedded_repo} (no --repo / CHAINOPS_REPO given)",
+              file=sys.stderr)
     ctx = compiler.CompileContext(settings.charts_dir, identity, settings.target)
     return forge, identity, ctx, compiler.source_commit(settings.environments_dir)
 
@@ -424,6 +444,21 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAIL
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """`chainops cluster init ENV`: the cluster's own age identity for ENV (Flux's kustomize-
+    controller decrypts with it), so the cluster never holds the pipeline's identity, which
+    also opens every key escrow."""
+    if not ENV_NAME_RE.match(args.env):
+        raise UsageError(f"{args.env!r}: not an environment name")
+    settings = resolve_settings(None, args.home)
+    out = args.out or settings.home / "cluster-keys" / f"{args.env}.sops-age.yaml"
+    recipient = cluster_keys.write_cluster_key(args.env, out.resolve())
+    print(f"{args.env}: cluster recipient {recipient}")
+    print(f"  add it to environments/{args.env}.yaml: gitops: {{secrets: {{ageRecipients: [{recipient}]}}}}")
+    print(f"  apply the private key once, then keep it offline: kubectl apply -f {out}")
+    return EXIT_OK
+
+
 def cmd_genesis_hash(args: argparse.Namespace) -> int:
     try:
         document = json.loads(args.file.read_bytes())
@@ -485,6 +520,7 @@ COMMANDS = {
     "diff": cmd_diff,
     "validate": cmd_validate,
     "smoke": cmd_smoke,
+    "cluster": cmd_cluster,
     "genesis-hash": cmd_genesis_hash,
     "keys": cmd_keys,
 }

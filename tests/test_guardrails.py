@@ -34,7 +34,8 @@ network: {chainId: 7202, client: besu, consensus: qbft}
 nodes: {validators: 4, rpc: 1}
 kubernetes: {namespace: chain-guard}
 """
-PROD = BASE + "production: true\n"
+CLUSTER_RECIPIENT = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq"
+PROD = BASE + f"production: true\ngitops: {{secrets: {{ageRecipients: [{CLUSTER_RECIPIENT}]}}}}\n"
 GETH = """\
 apiVersion: chainops/v1
 network: {chainId: 7203, client: geth, consensus: clique}
@@ -80,6 +81,7 @@ REFUSED: list[tuple[str, str, str, str]] = [
     ("prod-one-validator", PROD.replace("validators: 4", "validators: 1"), "nodes.validators", "tolerate no fault"),
     ("prod-two-validators", PROD.replace("validators: 4", "validators: 2"), "nodes.validators", "at least 4"),
     ("prod-privileged", with_(PROD, "values: {network: {podSecurity: {level: privileged}}}"), "values.network.podSecurity.level", "enforces privileged"),
+    ("prod-no-cluster-recipient", BASE + "production: true\n", "gitops.secrets.ageRecipients", "no cluster recipient"),
     ("prod-no-netpol", with_(PROD, "values: {network: {networkPolicy: {enabled: false}}}"), "values.network.networkPolicy.enabled", "no NetworkPolicy"),
     # exact inputs
     ("balance-no-unit", BASE + "accounts: [{name: faucet, balance: 1000000}]\n", "accounts[0].balance", "has no unit"),
@@ -248,7 +250,8 @@ def test_a_home_that_cannot_be_written_is_one_line_and_exit_two(site, tmp_path, 
     home.mkdir()
     (home / where).symlink_to("/dev/full")
     result = site["run"]("compile", "--home", home, "--environments", site["envs"], "--repo", tmp_path / "x.git")
-    assert result.code == 2 and "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    problems = [line for line in result.err.strip().splitlines() if not line.startswith("chainops: created a new")]
+    assert result.code == 2 and "Traceback" not in result.err and len(problems) == 1 and problems[0].startswith("error: "), result.err
 
 
 def descendants(pid: int) -> set[int]:

@@ -714,7 +714,9 @@ def bootstrap_objects(config: EnvironmentConfig, target: PublishTarget) -> list[
             {
                 "apiVersion": "argoproj.io/v1alpha1",
                 "kind": "Application",
-                "metadata": {"name": name, "namespace": "argocd", "labels": labels},
+                # Deleting the Application (a decommission) deletes the network's objects too.
+                "metadata": {"name": name, "namespace": "argocd", "labels": labels,
+                             "finalizers": ["resources-finalizer.argocd.argoproj.io"]},
                 "spec": {
                     "project": "default",
                     "source": {"repoURL": url, "targetRevision": target.branch, "path": path},

@@ -703,7 +703,7 @@ def parse_environment(name: str, text: bytes | str, source: str) -> EnvironmentC
     except UnicodeDecodeError:
         raise ConfigError(problems + [f"{source}: file is not UTF-8 text"]) from None
     except yaml.YAMLError as exc:
-        detail = str(exc).replace("\n", " ")
+        detail = re.sub(r'\s*in "<unicode string>",', " at", " ".join(str(exc).split()))
         raise ConfigError(problems + [f"{source}: not valid YAML: {detail}"]) from None
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         # Scalars YAML resolves but Python cannot build: 2001-13-45 as a date, an integer

@@ -44,6 +44,7 @@ RULES = (
     Rule("raw-config", "values.<node chart>.rpc.ingress.annotations", "no raw proxy configuration annotations (*-snippet)"),
     Rule("pod-security", "values.network.podSecurity.level", "the namespace enforces Pod Security 'restricted'"),
     Rule("network-policies", "values.network.networkPolicy.enabled", "NetworkPolicies are rendered (default deny)"),
+    Rule("cluster-recipient", "gitops.secrets.ageRecipients", "SOPS Secrets are also sealed for the cluster's own age recipient (chainops cluster init ENV), so the cluster never holds the pipeline identity"),
 )
 _RULE = {rule.id: rule for rule in RULES}
 
@@ -70,6 +71,9 @@ def evaluate(config: EnvironmentConfig, objects: Iterable[Mapping[str, Any]]) ->
         tag = reference.rsplit("@", 1)[0].rsplit(":", 1)[1] if ":" in reference.rsplit("@", 1)[0] else ""
         if "@sha256:" not in reference and (not tag or tag.lower() in UNPINNED_TAGS):
             found.append(Finding("pinned-images", f"images.{key}", f"{reference} is not a pinned release"))
+    secrets = config.spec.gitops.secrets
+    if secrets.provider == "sops" and not secrets.ageRecipients:
+        found.append(Finding("cluster-recipient", "gitops.secrets.ageRecipients", "no cluster recipient: the cluster would need the pipeline identity, which opens every key escrow"))
     network = config.spec.network
     if network.consensus in ("qbft", "ibft2") and config.spec.nodes.validators < MIN_BFT_VALIDATORS:
         found.append(Finding("bft-validators", "nodes.validators", f"{config.spec.nodes.validators} validators tolerate no fault"))

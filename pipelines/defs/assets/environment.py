@@ -95,6 +95,11 @@ def refusal(exc: Exception) -> dg.Failure:
 def environment_config(context: dg.AssetExecutionContext, chainops: ChainopsResource) -> EnvironmentConfig:
     settings = chainops.settings()
     path = settings.environments_dir / f"{context.partition_key}.yaml"
+    if not path.exists():
+        raise dg.Failure(
+            description=f"{path}: no such environment file for partition {context.partition_key}; add the file, or "
+            "delete the partition (Partitions tab) if the environment is gone (decommission it first if it was published)"
+        )
     try:
         config = load_environment(path)
     except ConfigError as exc:
