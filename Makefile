@@ -5,17 +5,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test ui bench clean smoke-bins
+.PHONY: run test test-fast ui bench clean smoke-bins
 
 # The client binaries `chainops smoke` runs (the geth-clique profile's pinned release),
 # built once from their Go module into a cache outside the repository and reused.
 GETH_VERSION := v1.13.15
 export CHAINOPS_GETH_DIR ?= $(HOME)/.cache/chainops/geth-$(GETH_VERSION)/bin
 
+# geth-ethash pins geth v1.11.6, which needs a toolchain of its own era (go1.21).
+ETHASH_GETH_VERSION := v1.11.6
+ETHASH_GETH_DIR := $(HOME)/.cache/chainops/geth-$(ETHASH_GETH_VERSION)/bin
+
 smoke-bins:
 	@test -x $(CHAINOPS_GETH_DIR)/geth -a -x $(CHAINOPS_GETH_DIR)/bootnode || \
 	  GOBIN=$(CHAINOPS_GETH_DIR) GOTOOLCHAIN=go1.22.12 go install \
 	    github.com/ethereum/go-ethereum/cmd/geth@$(GETH_VERSION) github.com/ethereum/go-ethereum/cmd/bootnode@$(GETH_VERSION)
+	@test -x $(ETHASH_GETH_DIR)/geth -a -x $(ETHASH_GETH_DIR)/bootnode || \
+	  GOBIN=$(ETHASH_GETH_DIR) GOTOOLCHAIN=go1.21.13 go install \
+	    github.com/ethereum/go-ethereum/cmd/geth@$(ETHASH_GETH_VERSION) github.com/ethereum/go-ethereum/cmd/bootnode@$(ETHASH_GETH_VERSION)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +35,10 @@ run: $(STAMP)
 
 test: $(STAMP) smoke-bins
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+# Everything but the tests that boot servers and pods (see SLOW_MODULES in tests/conftest.py).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 # The Dagster UI, webserver and daemon on 127.0.0.1:3000 with a SQLite instance in
 # .chainops/dagster (deploy/dagster.local.yaml: publishing pool of 1, run monitoring).

@@ -437,6 +437,8 @@ def cmd_smoke(args: argparse.Namespace) -> int:
         details = [f"head {report.heads[pod]}"] if pod in report.heads else []
         details += [f"peers {report.peers[pod]} ({report.peering[pod]})"] if pod in report.peering else []
         print(f"  pod {pod}: {state}{'  ' + ', '.join(details) if details else ''}")
+    for pod, why in sorted(report.not_run.items()):
+        print(f"  pod {pod}: not run ({why})")
     if not report.ok:
         print(f"{args.env}: FAILED", file=sys.stderr)
         for where, tail in sorted(report.log_tails.items()):

@@ -21,6 +21,19 @@ SHIPPED_EXAMPLES = REPO_ROOT / "environments"
 EXAMPLE_NAMES = tuple(sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
 
 
+# Modules whose tests start servers or many processes; `make test-fast` skips them.
+SLOW_MODULES = frozenset({
+    "test_smoke", "test_dagster_dev", "test_dagster_postgres", "test_dagster_concurrency", "test_concurrency",
+    "test_faults", "test_property", "test_identity_property", "test_leaks", "test_benchmark", "test_publish_e2e",
+})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @dataclass
 class CliResult:
     code: int
@@ -72,3 +85,28 @@ def checkout(git_dir: Path, dest: Path, branch: str = "main") -> Path:
 def venv_tool(name: str) -> str:
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """An empty environments directory, a bare GitOps remote (HEAD on main) and a home path
+    (not created): what a test that drives the CLI end to end starts from."""
+
+    envs: Path
+    remote: Path
+    home: Path
+    tmp: Path
+
+    @property
+    def where(self) -> tuple:
+        return ("--home", self.home, "--environments", self.envs, "--repo", self.remote)
+
+
+@pytest.fixture
+def workspace_dirs(tmp_path: Path, monkeypatch) -> Workspace:
+    monkeypatch.delenv("CHAINOPS_CLUSTER_REPO_URL", raising=False)
+    envs = tmp_path / "environments"
+    envs.mkdir()
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(remote)], check=True)
+    return Workspace(envs, remote, tmp_path / "home", tmp_path)

@@ -29,13 +29,9 @@ gitops: {{controller: {controller}, secrets: {{ageRecipients: [{recipient}]}}}}
 
 
 @pytest.fixture
-def site(tmp_path: Path, run_cli, monkeypatch):
-    monkeypatch.delenv("CHAINOPS_CLUSTER_REPO_URL", raising=False)
-    envs = tmp_path / "environments"
-    envs.mkdir()
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(remote)], check=True)
-    return {"envs": envs, "remote": remote, "home": tmp_path / "home", "tmp": tmp_path, "cli": run_cli}
+def site(workspace_dirs, run_cli):
+    w = workspace_dirs
+    return {"envs": w.envs, "remote": w.remote, "home": w.home, "tmp": w.tmp, "cli": run_cli}
 
 
 def cluster_key(site: dict) -> tuple[str, Path]:
