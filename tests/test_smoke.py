@@ -215,3 +215,27 @@ def running(pid: str) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_sigkilled_smoke_leaves_no_process_and_the_next_run_removes_its_namespaces(site):
+    """SIGKILL reaches no handler: the pods die with their parent (parent-death signal,
+    bwrap --die-with-parent), and the next smoke deletes the namespaces of runs whose
+    process is gone."""
+    site["publish"]("net", CLIQUE.format(chain_id=4550, validators=1, bootnodes=0))
+    command = [venv_tool("chainops"), "smoke", "net", *map(str, site["where"]), "--seconds", "120", *BINS]
+    started = set(smoke_namespaces())
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(set(smoke_namespaces()) - started) < 3:
+        time.sleep(0.2)
+    time.sleep(2)
+    geths = subprocess.run(["pgrep", "-f", "--", f"{BIN_DIR / 'geth'}"], capture_output=True, text=True).stdout.split()
+    proc.kill()
+    proc.wait()
+    left = set(smoke_namespaces()) - started
+    assert left and all(name.startswith(f"chainops-smoke-{proc.pid}-") for name in left), "the killed run's namespaces stay"
+    time.sleep(2)
+    assert [pid for pid in geths if running(pid)] == [], "its pods died with it"
+    again = site["smoke"]("net", *BINS)
+    assert again.code == 0, again.out
+    assert not left & set(smoke_namespaces()), "the next run removed them"

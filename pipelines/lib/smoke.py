@@ -264,7 +264,8 @@ class Network:
     """A hub namespace with a bridge, and one namespace per pod wired to it."""
 
     def __init__(self) -> None:
-        self.id = secrets.token_hex(3)
+        # The owner's pid is in every name: a later run removes what a SIGKILLed one left.
+        self.id = f"{os.getpid()}-{secrets.token_hex(2)}"
         self.hub = f"{NAMESPACE_PREFIX}{self.id}-hub"
         self.spaces: list[str] = []
         self.index = 0
@@ -301,6 +302,26 @@ class Network:
     def __exit__(self, *exc: object) -> None:
         for space in reversed(self.spaces):
             subprocess.run(["ip", "netns", "del", space], capture_output=True, check=False)
+
+
+def remove_stale_namespaces() -> list[str]:
+    """Delete the namespaces of smoke runs whose process is gone (killed with SIGKILL, which
+    no handler sees); returns their names."""
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    removed = []
+    for line in listing.splitlines():
+        name = line.split()[0] if line.split() else ""
+        found = re.match(rf"^{NAMESPACE_PREFIX}(\d+)-", name)
+        if not found:
+            continue
+        try:
+            state = Path(f"/proc/{found[1]}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            state = "gone"
+        if state in ("gone", "Z"):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+            removed.append(name)
+    return removed
 
 
 def hosts_file(pods: list[Pod], namespace: str, objects: list[dict[str, Any]]) -> str:
@@ -571,6 +592,7 @@ def run_smoke(
         raise SmokeError("smoke creates network namespaces: run it as root (or in a CI job with CAP_SYS_ADMIN and CAP_NET_ADMIN)")
     if shutil.which("bwrap") is None:
         raise SmokeError("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
+    remove_stale_namespaces()
     objects = objects_of(files, environment)
     namespace = next((o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"), environment)
     every_pod = pods_of(objects)
