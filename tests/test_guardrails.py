@@ -303,3 +303,26 @@ def test_killing_chainops_mid_compile_leaves_no_child_process(tmp_path):
     time.sleep(5)
     survivors = [pid for pid in seen if alive(pid)]
     assert survivors == [], f"child processes outlived chainops: {survivors}"
+
+
+def test_a_chart_that_writes_a_key_in_readable_form_is_refused_by_compile(site, tmp_path):
+    """The leak scan runs in every compile (CLI and Dagster), not only as a Dagster check."""
+    import shutil
+
+    charts = tmp_path / "charts"
+    shutil.copytree(REPO_ROOT / "chart_sources", charts)
+    (charts / "besu-node" / "templates" / "debug.yaml").write_text(
+        '{% import "_common/_helpers.j2" as h with context %}\n{% set node = Values.secrets[0] %}\n'
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: debug-keys\n  namespace: {{ Values.namespace | tojson }}\n"
+        "data:\n  nodekey: {{ node.data.nodekey | tojson }}\n"
+    )
+    before = state(site)
+    (site["envs"] / "bad.yaml").write_text(BASE)
+    result = subprocess.run(
+        [str(REPO_ROOT / ".venv/bin/chainops"), "compile", "--home", str(site["home"]), "--environments", str(site["envs"]),
+         "--repo", str(site["remote"])],
+        capture_output=True, text=True, env={**os.environ, "CHAINOPS_CHARTS": str(charts)},
+    )
+    assert result.returncode == 1, result.stderr
+    assert "rendered/bad/besu-node/configmap-debug-keys.yaml would commit a private key" in result.stderr
+    assert state(site) == before

@@ -62,6 +62,7 @@ from pipelines.lib.layout import (
     owned_paths,
     sops_path_regex,
 )
+from pipelines.lib.leak_scan import files_holding_private_material
 from pipelines.lib.lock import NetworkLock, parse_lock
 from pipelines.lib.manifests import (
     dump_yaml,
@@ -827,6 +828,13 @@ def render_environment(
     sops_rule = None
     if sealer.provider == "sops":  # the environment's own creation rule in the shared .sops.yaml
         sops_rule = sops_rule_yaml(sops_path_regex(config.name), [ctx.identity.recipient, *config.spec.gitops.secrets.ageRecipients])
+    unsealed = [p for p, _, _ in to_seal] if sealer.provider == "plaintext" else []
+    leaking = files_holding_private_material(files, privates, skip=unsealed)
+    if leaking:  # a chart or an override wrote key material outside a sealed Secret
+        raise GuardError(
+            f"{config.source_path}: {', '.join(leaking)} would commit a private key, keystore or password in readable "
+            "form; nothing was written (check the chart templates and values overrides)"
+        )
     with times.stage("review"):
         warnings = tuple(f.warning() for f in findings)
         summary = build_summary(config.name, existing.files, files, warnings)

@@ -6,10 +6,9 @@ Not blocking: render_deterministic (a nondeterministic render is a bug that make
 commits, not an unsafe commit; it shows as a failed check in the UI).
 """
 
-import base64
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 import dagster as dg
@@ -26,7 +25,8 @@ from pipelines.defs.resources.chainops import ChainopsResource
 from pipelines.lib import compiler
 from pipelines.lib.config import ConfigError, EnvironmentConfig, environment_files, load_all
 from pipelines.lib.errors import ChainopsError
-from pipelines.lib.keys import KeySet, PrivateKeyMaterial, open_private_bundle
+from pipelines.lib.keys import KeySet, open_private_bundle
+from pipelines.lib.leak_scan import files_holding_private_material
 from pipelines.lib.manifests import ManifestError, kustomize_build, validator_for
 from pipelines.lib.sealing import is_sops_encrypted
 
@@ -150,37 +150,6 @@ def manifests_valid(rendered_manifests: compiler.CompiledEnvironment) -> dg.Asse
         passed=not problems,
         metadata={"problems": _md_list(problems), "built_documents": built.count("\n---\n") + 1 if built else 0},
     )
-
-
-def _needles(privates: Mapping[str, PrivateKeyMaterial]) -> tuple[set[bytes], set[bytes]]:
-    """(hex needles, searched case-insensitively; exact needles): every private value as it
-    could appear in a file, plain or base64-encoded as Secret data would hold it."""
-    hex_needles: set[bytes] = set()
-    exact: set[bytes] = set()
-    for material in privates.values():
-        key = material.private_key.lower().removeprefix("0x").encode()
-        hex_needles.add(key)
-        exact.update(base64.b64encode(k) for k in (key, b"0x" + key))
-        for value in (material.password, material.keystore_json):
-            if value:
-                exact.update({value.encode(), base64.b64encode(value.encode())})
-    return hex_needles, exact
-
-
-def files_holding_private_material(
-    files: Mapping[str, bytes], privates: Mapping[str, PrivateKeyMaterial], skip: Iterable[str] = ()
-) -> list[str]:
-    """Paths of files that contain a private key, password or keystore (never the values)."""
-    hex_needles, exact = _needles(privates)
-    skipped = set(skip)
-    leaking = []
-    for path, data in sorted(files.items()):
-        if path in skipped:
-            continue
-        lowered = data.lower()
-        if any(n in lowered for n in hex_needles) or any(n in data for n in exact):
-            leaking.append(path)
-    return leaking
 
 
 @dg.asset_check(
