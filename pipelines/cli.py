@@ -406,6 +406,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             continue
         checked = "files only" if args.no_render else ("decommission" if config.spec.decommission else "compiles")
         print(f"{config.name}: ok ({config.profile.name}{', legacy' if config.profile.legacy else ''}; {checked})")
+    if not any(problems.values()):
+        print("Dagster: a new file becomes a partition of `environments` when the sensor environment_files runs "
+              "(off by default: turn it on under Automation), or add the partition by hand and materialize it")
     return EXIT_FAIL if any(problems.values()) else EXIT_OK
 
 

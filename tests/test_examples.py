@@ -28,6 +28,7 @@ def test_every_shipped_example_validates_and_compiles(run_cli, tmp_path):
     validated = run_cli("validate", "--environments", envs)
     assert validated.code == 0, validated.err
     assert sorted(re.findall(r"^([a-z0-9-]+): ok", validated.out, re.M)) == SHIPPED
+    assert "Dagster: a new file becomes a partition" in validated.out, "validate says how Dagster picks the file up"
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(remote)], check=True)
     compiled = run_cli("compile", "--home", tmp_path / "home", "--environments", envs, "--repo", remote)

@@ -522,3 +522,6 @@ def test_dagster_removal_of_a_validator_waits_for_the_votes_run_tag(dagster_site
     assert "validator-1" not in locked_addresses(remote, "alpha")
     commit = next(e for e in voted.get_asset_materialization_events() if e.asset_key.path[-1] == "gitops_commit")
     assert commit.materialization.metadata["validator_count"].value == 1
+    votes = commit.materialization.metadata["validator_votes"].value
+    assert votes.startswith(f'1. before applying: qbft_proposeValidatorVote("{leaving}", false) on 2 of the 2 validators')
+    assert "2. apply the change" in votes and commit.materialization.metadata["genesis_changed"].value is False

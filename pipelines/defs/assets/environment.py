@@ -75,6 +75,17 @@ def decisions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext)
     )
 
 
+def _vote_lines(summary: review.ReviewSummary) -> str:
+    """The ordered vote plan, one plain line per step."""
+    plan = summary.plan
+    if plan is None:
+        return ""
+    lines = [f"{i}. before applying: {compiler.describe_step(plan, step)}" for i, step in enumerate(plan.removals, 1)]
+    lines.append(f"{len(plan.removals) + 1}. apply the change")
+    lines += [f"{len(plan.removals) + 1 + i}. after sync: {compiler.describe_step(plan, step)}" for i, step in enumerate(plan.additions, 1)]
+    return "\n".join(lines)
+
+
 def refusal(exc: Exception) -> dg.Failure:
     """A lib error as the step's failure, its repair advice in Dagster's terms (run tags, not CLI flags)."""
     text = str(exc)
@@ -253,6 +264,9 @@ def gitops_commit(
         "review": review_mode,
         "branch": outcome.branch or settings.branch,
         "headline": outcome.summary.headline(),
+        # Visible in the run's list view, without opening the summary's Markdown.
+        "genesis_changed": outcome.summary.genesis_changed,
+        "validator_votes": dg.MetadataValue.text(_vote_lines(outcome.summary) or "none"),
         "genesis_hash": rendered_manifests.genesis_hash,
         "validator_count": rendered_manifests.validator_nodes,
         "objects_written": rendered_manifests.object_count,
