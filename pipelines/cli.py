@@ -343,7 +343,8 @@ def _diff(args: argparse.Namespace) -> int:
     source = compiler.source_commit(settings.environments_dir)
     with dry_run_home(settings, args.accept_remote_rewind) as (identity, repo):
         ctx = compiler.CompileContext(settings.charts_dir, identity, settings.target)
-        plans = [plan_run(repo, settings, selection, identity, ctx, source, jobs=1, use_fast_path=False) for _ in range(2)]
+        first_plan = plan_run(repo, settings, selection, identity, ctx, source, jobs=1, use_fast_path=False)
+        plans = [first_plan, plan_run(repo, settings, selection, identity, ctx, source, jobs=1, use_fast_path=False, fetched=first_plan)]
         if not plans[0].items:
             print(f"{args.env}: decommission: true, and nothing of it is published  unchanged", file=sys.stderr)
             return EXIT_OK

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipelines.lib.config import IMAGE_RE, EnvironmentConfig
+from pipelines.lib.config import EnvironmentConfig, parse_image
 from pipelines.lib.keys import P2P_PORT, KeySet, NodeIdentity, PrivateKeyMaterial, needs_keystore
 from pipelines.lib.profiles import BOOTNODE_CHART, ETHSTATS_CHART, NETWORK_CHART
 from pipelines.lib.render import RenderedObject, RenderError, load_chart, render_chart
@@ -54,11 +54,9 @@ def pod_host(node: NodeIdentity, namespace: str) -> str:
 
 def _image(reference: str) -> dict[str, str]:
     """Chart values of an image reference; a digest pin adds `digest` (the tag may then be empty)."""
-    match = IMAGE_RE.match(reference)
-    if match is None:  # pragma: no cover - the environment file was validated
-        raise ValueError(f"not an image reference: {reference!r}")
-    image = {"repository": match["repository"], "tag": match["tag"] or "", "pullPolicy": "IfNotPresent"}
-    return image | ({"digest": match["digest"]} if match["digest"] else {})
+    repository, tag, digest = parse_image(reference)
+    image = {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
+    return image | ({"digest": digest} if digest else {})
 
 
 def _checksum(parts: Any) -> str:

@@ -150,10 +150,12 @@ def plan_run(
     *,
     jobs: int,
     use_fast_path: bool = True,
+    fetched: RunPlan | None = None,
 ) -> RunPlan:
     """Fetch, check, compile every selected environment and plan its commit. Nothing is
-    written to the repository; one bad environment stops the whole run."""
-    base = repo.fetch()
+    written to the repository; one bad environment stops the whole run. `fetched`: a plan
+    made just before on this repository, whose base is reused instead of fetching again."""
+    base = fetched.base if fetched is not None else repo.fetch()
     published = check_selection(repo, base, selection)
     fast = FastPath.load(repo, base, settings, identity.recipient, [c.name for c in selection.compile])
     skipped = {

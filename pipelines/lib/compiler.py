@@ -774,8 +774,9 @@ def render_environment(
     with times.stage("render"):
         objects = render_objects(config, keys, genesis.block_hash, genesis.json_bytes, privates, ctx.charts_dir)
     findings = policy.evaluate(config, (rendered.obj for rendered in objects))
-    if policy.refusals(config, findings):
-        raise ConfigError(policy.refusals(config, findings))
+    refused = policy.refusals(config, findings)
+    if refused:
+        raise ConfigError(refused)
     base = env_dir(config.name)
     files: dict[str, bytes] = {}
     to_seal: list[tuple[str, dict, bytes | None]] = []

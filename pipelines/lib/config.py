@@ -499,9 +499,19 @@ class EnvironmentSpec(_Strict):
         return self
 
 
+def parse_image(reference: str) -> tuple[str, str, str]:
+    """(repository, tag, digest) of `repo:tag`, `repo:tag@sha256:…` or `repo@sha256:…`; an
+    empty string for a part it lacks. The one parser of image references (config, charts,
+    policy, smoke)."""
+    match = IMAGE_RE.match(reference)
+    if match is None:
+        raise ValueError(f"not an image reference: {reference!r}")
+    return match["repository"], match["tag"] or "", match["digest"] or ""
+
+
 def image_version(reference: str) -> tuple[int, ...] | None:
     """(1, 13, 15) for `ethereum/client-go:v1.13.15` or `:alltools-v1.13.15`; None without one."""
-    tag = reference.split("@", 1)[0].rsplit(":", 1)[-1] if ":" in reference.split("@", 1)[0] else ""
+    tag = parse_image(reference)[1]
     match = re.search(r"(?:^|-)v?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?$", tag)
     return tuple(int(p) for p in match.groups() if p is not None) if match else None
 

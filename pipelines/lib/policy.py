@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.lib.config import EnvironmentConfig
+from pipelines.lib.config import EnvironmentConfig, parse_image
 
 # JSON-RPC API namespaces that administer the node, expose internals or vote: never behind an
 # Ingress (Besu: ADMIN, DEBUG, TRACE, TXPOOL, PERM, MINER, PLUGINS, QBFT/IBFT/CLIQUE votes;
@@ -68,8 +68,8 @@ def evaluate(config: EnvironmentConfig, objects: Iterable[Mapping[str, Any]]) ->
     objects = list(objects)
     found: list[Finding] = []
     for key, reference in sorted(config.images.items()):
-        tag = reference.rsplit("@", 1)[0].rsplit(":", 1)[1] if ":" in reference.rsplit("@", 1)[0] else ""
-        if "@sha256:" not in reference and (not tag or tag.lower() in UNPINNED_TAGS):
+        _, tag, digest = parse_image(reference)
+        if not digest and (not tag or tag.lower() in UNPINNED_TAGS):
             found.append(Finding("pinned-images", f"images.{key}", f"{reference} is not a pinned release"))
     secrets = config.spec.gitops.secrets
     if secrets.provider == "sops" and not secrets.ageRecipients:

@@ -6,6 +6,7 @@ CHAINOPS_BRANCH, CHAINOPS_HOME, CHAINOPS_CHARTS), which override the embedded de
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from dataclasses import dataclass
@@ -71,12 +72,18 @@ def resolve_settings(
     return settings
 
 
+@functools.lru_cache(maxsize=16)
+def _git_accepts_branch(branch: str) -> bool:
+    """`git check-ref-format --branch`, once per name and process (settings are resolved
+    in every Dagster step)."""
+    return subprocess.run(["git", "check-ref-format", "--branch", branch], capture_output=True, check=False).returncode == 0
+
+
 def check_location(repo: str, branch: str) -> None:
     """Refuse a repository or branch git would read as an option or a path outside refs/heads
     (`--upload-pack=…`, `../x`) before git ever sees it."""
     for label, value in (("repository", repo), ("cluster repository URL", os.environ.get("CHAINOPS_CLUSTER_REPO_URL") or "")):
         if value.startswith("-") or any(c in value for c in "\n\r\0"):
             raise UsageError(f"{label} {value[:80]!r}: not a Git URL or path (it would be read as an option)")
-    valid = subprocess.run(["git", "check-ref-format", "--branch", branch], capture_output=True, check=False)
-    if branch.startswith("-") or valid.returncode != 0 or branch.startswith("chainops/"):
+    if branch.startswith("-") or not _git_accepts_branch(branch) or branch.startswith("chainops/"):
         raise UsageError(f"branch {branch[:80]!r}: not a branch name git accepts (git check-ref-format --branch; chainops/* is chainops' own)")

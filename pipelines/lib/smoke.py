@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import re
@@ -42,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from pipelines.lib.config import parse_image
 from pipelines.lib.errors import OperationalFailure
 from pipelines.lib.processes import die_with_parent
 from pipelines.lib.sealing import AgeIdentity, SopsSealer, is_plaintext_secret, is_sops_encrypted
@@ -133,14 +135,14 @@ def pods_of(objects: list[dict[str, Any]]) -> list[Pod]:
 
 
 def image_repository(reference: str) -> str:
-    return reference.split("@", 1)[0].rsplit(":", 1)[0] if ":" in reference.split("@", 1)[0] else reference.split("@", 1)[0]
+    return parse_image(reference)[0]
 
 
 def image_tag(reference: str) -> str:
-    base = reference.split("@", 1)[0]
-    return base.rsplit(":", 1)[1] if ":" in base else ""
+    return parse_image(reference)[1]
 
 
+@functools.lru_cache(maxsize=32)
 def binary_version(binary: Path) -> str | None:
     """'1.13.15' from `geth version`, or from the Go build info of the go-ethereum module
     (`go version -m`, for tools such as bootnode that print no version); None if neither says."""
