@@ -27,11 +27,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipelines import cli  # noqa: E402
+from pipelines.lib import (
+    gitops,  # noqa: E402
+    pipeline,  # noqa: E402
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines import cli  # noqa: E402
-from pipelines.lib import compiler, gitops  # noqa: E402
 
 PROFILES = (("besu", "qbft"), ("besu", "ibft2"), ("geth", "clique"), ("geth", "ethash"))
 STAGES = ("config", "read", "keys", "genesis", "render", "validate", "seal", "review", "commit")
@@ -83,7 +87,7 @@ class StageClock:
         setattr(owner, name, timed)
 
     def collect_worker_stages(self) -> None:
-        original = compiler.compile_many
+        original = pipeline.compile_many
 
         def collected(*args: Any, **kwargs: Any) -> Any:
             results = original(*args, **kwargs)
@@ -92,8 +96,8 @@ class StageClock:
                     self.seconds[stage] += seconds
             return results
 
-        self._patches.append((compiler, "compile_many", original))
-        compiler.compile_many = collected
+        self._patches.append((pipeline, "compile_many", original))
+        pipeline.compile_many = collected
 
     def __enter__(self) -> StageClock:
         self.wrap(cli, "load_all", "config")

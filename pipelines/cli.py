@@ -20,17 +20,24 @@ from pathlib import Path
 
 from git.exc import GitError
 
-from pipelines.lib import cluster_keys, compiler, publish, review, smoke
-from pipelines.lib.compile_run import Selection, check_selection, plan_run, publish_run
+from pipelines.lib import cluster_keys, publish, review, smoke
+from pipelines.lib.actions import Selection, check_selection, plan_run, publish_run
 from pipelines.lib.config import EnvironmentConfig, load_all
 from pipelines.lib.dry_run import Labeller, dry_run_home, key_labels
 from pipelines.lib.errors import ChainopsError, UsageError
 from pipelines.lib.forges import Forge, ForgeSettings, forge_for
 from pipelines.lib.genesis import GenesisError, genesis_block_hash
 from pipelines.lib.gitops import GitopsRepository, git_blob_id
-from pipelines.lib.layout import ENV_NAME_RE
+from pipelines.lib.layout import ENV_NAME_RE, lock_path, owned_paths
+from pipelines.lib.model import VERSION, CompileContext, Decisions, ExistingEnvironment
+from pipelines.lib.pipeline import dry_compile_many
+from pipelines.lib.publish import source_commit
 from pipelines.lib.sealing import AgeIdentity
 from pipelines.lib.settings import Settings, resolve_settings
+from pipelines.lib.stages.genesis import check_genesis_lock, check_validator_plan, compute_genesis
+from pipelines.lib.stages.keys import compute_keys
+from pipelines.lib.stages.render import render_environment
+from pipelines.lib.validator_plan import describe_step
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -75,7 +82,7 @@ def _add_guard_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chainops", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"chainops {compiler.VERSION}")
+    parser.add_argument("--version", action="version", version=f"chainops {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
     compile_p = sub.add_parser("compile", help="compile environments and publish them to the GitOps repository")
     compile_p.add_argument("envs", nargs="*", metavar="ENV", help="environments to compile (default: all)")
@@ -185,21 +192,21 @@ def _select(
     )
 
 
-def _decisions(args: argparse.Namespace | None, configs: dict[str, EnvironmentConfig]) -> dict[str, compiler.Decisions]:
+def _decisions(args: argparse.Namespace | None, configs: dict[str, EnvironmentConfig]) -> dict[str, Decisions]:
     """The per-environment decision flags, each naming one environment."""
     flags = {
         "allow_genesis_change": "--allow-genesis-change",
         "validators_voted": "--validators-voted",
         "allow_unsafe_validator_change": "--allow-unsafe-validator-change",
     }
-    decisions: dict[str, compiler.Decisions] = {}
+    decisions: dict[str, Decisions] = {}
     for attribute, flag in flags.items():
         for name in getattr(args, attribute, None) or ():
             if not ENV_NAME_RE.match(name):
                 raise UsageError(f"{flag} {name!r}: not an environment name (a DNS label matching {ENV_NAME_RE.pattern})")
             if attribute != "allow_genesis_change" and name not in configs:  # a reset may name a dropped environment
                 raise UsageError(f"{flag} {name}: no environment file {name}.yaml; environments: {', '.join(sorted(configs))}")
-            decisions[name] = dataclasses.replace(decisions.get(name, compiler.Decisions()), **{attribute: True})
+            decisions[name] = dataclasses.replace(decisions.get(name, Decisions()), **{attribute: True})
     return decisions
 
 
@@ -244,7 +251,7 @@ def _print_summary(summary: review.ReviewSummary) -> None:
 
 def _prepare(
     settings: Settings, selection: Selection
-) -> tuple[Forge | None, AgeIdentity, compiler.CompileContext, str | None]:
+) -> tuple[Forge | None, AgeIdentity, CompileContext, str | None]:
     """What every publishing command needs, checked before anything is written: the forge
     (when a selected environment is reviewed by pull request), then the home directory,
     the pipeline identity, the compile context and the environments' source commit."""
@@ -260,8 +267,8 @@ def _prepare(
     if new_repository:
         print(f"chainops: created a new embedded GitOps repository {settings.embedded_repo} (no --repo / CHAINOPS_REPO given)",
               file=sys.stderr)
-    ctx = compiler.CompileContext(settings.charts_dir, identity, settings.target)
-    return forge, identity, ctx, compiler.source_commit(settings.environments_dir)
+    ctx = CompileContext(settings.charts_dir, identity, settings.target)
+    return forge, identity, ctx, source_commit(settings.environments_dir)
 
 
 @contextlib.contextmanager
@@ -304,10 +311,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
             print(f"{item.name}: GENESIS CHANGED from {item.genesis_changed_from} (the chain was reset)")
         if item.validator_plan is not None:
             for step in item.validator_plan.removals:
-                print(f"{item.name}: validator vote (passed, --validators-voted): {compiler.describe_step(item.validator_plan, step)}")
+                print(f"{item.name}: validator vote (passed, --validators-voted): {describe_step(item.validator_plan, step)}")
             for step in item.validator_plan.additions:
                 print(f"{item.name}: validator vote needed once the new pods have synced: "
-                      f"{compiler.describe_step(item.validator_plan, step)}")
+                      f"{describe_step(item.validator_plan, step)}")
     for name in selection.decommission:
         if name not in published:
             print(f"{name}: decommission: true, and nothing of it is published  unchanged")
@@ -327,7 +334,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    """A dry run of `compile ENV`: the same plan (compile_run.plan_run), printed instead of
+    """A dry run of `compile ENV`: the same plan (actions.plan_run), printed instead of
     published. Exit 0 no change, 1 changes, 2 any error (including a refusal compile
     would make); nothing is written."""
     try:
@@ -340,9 +347,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def _diff(args: argparse.Namespace) -> int:
     settings = resolve_settings(args.environments, args.home, args.repo, args.branch)
     selection = _select(settings, [args.env], [], args)
-    source = compiler.source_commit(settings.environments_dir)
+    source = source_commit(settings.environments_dir)
     with dry_run_home(settings, args.accept_remote_rewind) as (identity, repo):
-        ctx = compiler.CompileContext(settings.charts_dir, identity, settings.target)
+        ctx = CompileContext(settings.charts_dir, identity, settings.target)
         first_plan = plan_run(repo, settings, selection, identity, ctx, source, jobs=1, use_fast_path=False)
         plans = [first_plan, plan_run(repo, settings, selection, identity, ctx, source, jobs=1, use_fast_path=False, fetched=first_plan)]
         if not plans[0].items:
@@ -399,8 +406,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     chosen = [configs[n] for n in (args.envs or sorted(configs))]
     to_render = [] if args.no_render else [c for c in chosen if not c.spec.decommission]
     with tempfile.TemporaryDirectory(prefix="chainops-validate-") as scratch:  # a throwaway identity
-        ctx = compiler.CompileContext(settings.charts_dir, AgeIdentity.load_or_create(Path(scratch)), settings.target)
-        problems = dict(zip([c.name for c in to_render], compiler.dry_compile_many(to_render, ctx, args.jobs or os.cpu_count() or 1)))
+        ctx = CompileContext(settings.charts_dir, AgeIdentity.load_or_create(Path(scratch)), settings.target)
+        problems = dict(zip([c.name for c in to_render], dry_compile_many(to_render, ctx, args.jobs or os.cpu_count() or 1)))
     for config in chosen:
         if problems.get(config.name):
             print(problems[config.name], file=sys.stderr)
@@ -430,8 +437,8 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     identity = AgeIdentity.from_file(identity_file)
     with GitopsRepository(settings.repo, settings.branch, settings.home) as repo:
         base = repo.fetch()
-        files = repo.read_files(base, compiler.owned_paths(args.env))
-    if compiler.lock_path(args.env) not in files:
+        files = repo.read_files(base, owned_paths(args.env))
+    if lock_path(args.env) not in files:
         raise UsageError(f"{args.env}: nothing published in {repo.shown_url} (branch {settings.branch})")
     secrets_data = smoke.committed_secrets(files, args.env, identity)
     report = smoke.run_smoke(args.env, files, secrets_data, binaries, args.seconds)
@@ -498,14 +505,14 @@ def _rotate(
         base = repo.fetch()
         check_selection(repo, base, selection)
         read_base = publish.compile_base(repo, base, config.name, config.spec.gitops.review)
-        existing = compiler.ExistingEnvironment(
-            config.name, repo.read_files(read_base, compiler.owned_paths(config.name)), read_base
+        existing = ExistingEnvironment(
+            config.name, repo.read_files(read_base, owned_paths(config.name)), read_base
         )
-        keys = compiler.compute_keys(config, existing, identity, rotate={args.node})
-        genesis = compiler.compute_genesis(config, keys, existing, False)
-        compiler.check_genesis_lock(config, existing.lock, genesis, False)
-        compiler.check_validator_plan(config, genesis.validator_plan, compiler.Decisions())
-        compiled = compiler.render_environment(config, keys, genesis, existing, ctx)
+        keys = compute_keys(config, existing, identity, rotate={args.node})
+        genesis = compute_genesis(config, keys, existing, False)
+        check_genesis_lock(config, existing.lock, genesis, False)
+        check_validator_plan(config, genesis.validator_plan, Decisions())
+        compiled = render_environment(config, keys, genesis, existing, ctx)
         item = publish.plan_compiled(repo, base, compiled, config.profile.name, config.spec.gitops.review, source)
         title = f"chainops: rotate p2p key of {args.node} in {config.name}\n"
         change = dataclasses.replace(item.change, message=title + item.change.message.split("\n", 1)[1])

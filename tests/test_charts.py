@@ -35,7 +35,6 @@ import yaml
 from eth_keys import KeyAPI
 from eth_keys.backends import NativeECCBackend
 
-from pipelines.lib import compiler
 from pipelines.lib.chart_values import chart_plan, output_problems, render_objects
 from pipelines.lib.config import ConfigError, EnvironmentConfig, load_environment, parse_environment
 from pipelines.lib.keys import (
@@ -47,16 +46,12 @@ from pipelines.lib.keys import (
     make_keystore,
     needs_keystore,
 )
-from pipelines.lib.manifests import (
-    dump_yaml,
-    kustomization,
-    kustomize_build,
-    load_yaml_all,
-    object_filename,
-    validator_for,
-)
+from pipelines.lib.kustomize import kustomization, kustomize_build
+from pipelines.lib.manifests import object_filename, validator_for
 from pipelines.lib.profiles import PROFILES
 from pipelines.lib.render import RenderedObject, RenderError, load_chart, render_chart
+from pipelines.lib.stages.genesis import compute_genesis
+from pipelines.lib.yaml_io import dump_yaml, load_yaml_all
 from tests.conftest import EXAMPLES, REPO_ROOT, commit_count, git
 
 CHARTS = REPO_ROOT / "chart_sources"
@@ -174,7 +169,7 @@ def environment(name: str, extra: str = "", replace: tuple[str, str] | None = No
 
 def render(config: EnvironmentConfig, keys: tuple[KeySet, dict] | None = None) -> Rendered:
     keyset, privates = keys or fixed_keys(config)
-    genesis = compiler.compute_genesis(config, keyset)
+    genesis = compute_genesis(config, keyset)
     objects = render_objects(config, keyset, genesis.block_hash, genesis.json_bytes, privates, CHARTS)
     return Rendered(config, keyset, privates, genesis.block_hash, objects)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from pipelines.lib import compiler
+from pipelines.lib import pipeline
 from tests.conftest import EXAMPLE_NAMES, commit_count, git
 
 
@@ -15,7 +15,7 @@ def test_unchanged_inputs_skip_compilation_entirely(run_cli, envs_dir, tmp_path,
     def must_not_compile(*args, **kwargs):
         raise AssertionError("an environment with unchanged inputs was compiled")
 
-    monkeypatch.setattr(compiler, "compile_environment", must_not_compile)
+    monkeypatch.setattr(pipeline, "compile_environment", must_not_compile)
     again = run_cli("compile", "--home", home, "--environments", envs_dir)
     assert again.code == 0, again.err
     assert again.out.count("unchanged") == len(EXAMPLE_NAMES)

@@ -125,9 +125,10 @@ def test_genesis_is_byte_identical_when_rerendered_elsewhere(run_cli, envs_dir, 
     script = f"""
 import json, sys
 from pathlib import Path
-from pipelines.lib.compiler import ExistingEnvironment, compute_genesis
 from pipelines.lib.config import load_environment
 from pipelines.lib.keys import AccountIdentity, KeySet, NodeIdentity
+from pipelines.lib.model import ExistingEnvironment
+from pipelines.lib.stages.genesis import compute_genesis
 lock = json.loads(Path({str(tmp_path / 'lock.json')!r}).read_text())
 config = load_environment(Path({str(envs_dir / 'staging.yaml')!r}))
 keys = KeySet(tuple(NodeIdentity(n["name"], n["role"], n["address"], n["enode"][8:136]) for n in lock["nodes"]),

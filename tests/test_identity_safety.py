@@ -24,7 +24,7 @@ import pytest
 import yaml
 from eth_account import Account
 
-from pipelines.lib.compiler import PublishTarget, without_credentials
+from pipelines.lib.model import PublishTarget, without_credentials
 from tests.conftest import commit_count, git, venv_tool
 from tests.git_http_server import GitHttpServer
 from tests.key_helpers import identity_secret, sops_decrypt

@@ -18,12 +18,17 @@ from eth_account.hdaccount import Mnemonic
 from eth_keys import KeyAPI
 from eth_keys.backends import NativeECCBackend
 
-from pipelines.lib import compiler
 from pipelines.lib.config import load_environment
+from pipelines.lib.errors import GuardError
 from pipelines.lib.gitops import GitopsRepository
 from pipelines.lib.keys import derivation_paths
+from pipelines.lib.layout import owned_paths
+from pipelines.lib.model import CompileContext, ExistingEnvironment, PublishTarget
 from pipelines.lib.sealing import PLAINTEXT_ANNOTATION, AgeIdentity
 from pipelines.lib.settings import resolve_settings
+from pipelines.lib.stages.genesis import compute_genesis
+from pipelines.lib.stages.keys import compute_keys
+from pipelines.lib.stages.render import render_environment
 from tests.conftest import checkout, commit_count, git, venv_tool
 from tests.key_helpers import committed_secrets, open_escrow_file
 
@@ -362,11 +367,11 @@ def test_plaintext_provider_writes_marked_plain_secrets(run_cli, envs_dir, tmp_p
     config = load_environment(envs_dir / "dev.yaml")
     identity = AgeIdentity.load_or_create(home)
     with GitopsRepository(settings.repo, settings.branch, home) as repo:
-        existing = compiler.ExistingEnvironment("dev", repo.read_files(repo.fetch(), compiler.owned_paths("dev")))
-    keys = compiler.compute_keys(config, existing, identity)
-    compiled = compiler.render_environment(
-        config, keys, compiler.compute_genesis(config, keys, existing), existing,
-        compiler.CompileContext(settings.charts_dir, identity, settings.target),
+        existing = ExistingEnvironment("dev", repo.read_files(repo.fetch(), owned_paths("dev")))
+    keys = compute_keys(config, existing, identity)
+    compiled = render_environment(
+        config, keys, compute_genesis(config, keys, existing), existing,
+        CompileContext(settings.charts_dir, identity, settings.target),
     )
     assert compiled.secrets_provider == "plaintext"
     assert compiled.plaintext_secrets == tuple(sorted(str(p.relative_to(work)) for p in files))
@@ -377,19 +382,19 @@ def test_keys_are_rendered_only_on_the_committed_state_they_were_planned_on(tmp_
     """Keys planned on one commit and rendered on another could replace keys that a writer
     published in between; the renderer refuses, naming both commits."""
     config = load_environment(envs_dir / "staging.yaml")
-    ctx = compiler.CompileContext(
+    ctx = CompileContext(
         Path(__file__).resolve().parents[1] / "chart_sources", AgeIdentity.load_or_create(tmp_path / "home"),
-        compiler.PublishTarget(str(tmp_path / "gitops.git"), "main"),
+        PublishTarget(str(tmp_path / "gitops.git"), "main"),
     )
-    planned_on = compiler.ExistingEnvironment("staging", {}, None)
-    keys = compiler.compute_keys(config, planned_on, ctx.identity)
+    planned_on = ExistingEnvironment("staging", {}, None)
+    keys = compute_keys(config, planned_on, ctx.identity)
     assert keys.based_on is None
-    genesis = compiler.compute_genesis(config, keys, planned_on, False)
-    first = compiler.render_environment(config, keys, genesis, planned_on, ctx)
-    moved = compiler.ExistingEnvironment("staging", dict(first.files), "ab" * 20)
-    with pytest.raises(compiler.GuardError, match=r"planned on GitOps commit \(none\) .* is abababababab"):
-        compiler.render_environment(config, keys, genesis, moved, ctx)
-    replanned = compiler.compute_keys(config, moved, ctx.identity)
+    genesis = compute_genesis(config, keys, planned_on, False)
+    first = render_environment(config, keys, genesis, planned_on, ctx)
+    moved = ExistingEnvironment("staging", dict(first.files), "ab" * 20)
+    with pytest.raises(GuardError, match=r"planned on GitOps commit \(none\) .* is abababababab"):
+        render_environment(config, keys, genesis, moved, ctx)
+    replanned = compute_keys(config, moved, ctx.identity)
     assert replanned.based_on == "ab" * 20 and replanned.nodes == keys.nodes
-    again = compiler.render_environment(config, replanned, genesis, moved, ctx)
+    again = render_environment(config, replanned, genesis, moved, ctx)
     assert again.files == first.files

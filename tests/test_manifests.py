@@ -15,8 +15,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipelines.lib import kustomize, yaml_io
 from pipelines.lib import manifests as m
-from pipelines.lib.manifests import ManifestError
+from pipelines.lib.errors import ManifestError
 
 LABELS = {"app.kubernetes.io/name": "besu", "app.kubernetes.io/instance": "staging"}
 
@@ -440,7 +441,7 @@ def test_argo_application_requires_destination_and_project(validator: m.SchemaVa
 
 
 def test_kustomization_document_validates(validator: m.SchemaValidator) -> None:
-    doc = m.kustomization(["b.yaml", "a.yaml"], namespace="chain-staging")
+    doc = kustomize.kustomization(["b.yaml", "a.yaml"], namespace="chain-staging")
     assert validator.validate(doc) == []
     doc["resource"] = []
     assert messages(validator.validate(doc)) == ["$.resource: unknown field (did you mean 'resources'?)"]
@@ -502,50 +503,50 @@ TRICKY = [
 @pytest.mark.parametrize("value", TRICKY, ids=range(len(TRICKY)))
 def test_tricky_strings_round_trip(value: str) -> None:
     doc = {"data": {"v": value, value: "as-key"} if value else {"v": value}}
-    assert m.load_yaml(m.dump_yaml(doc)) == doc
+    assert yaml_io.load_yaml(yaml_io.dump_yaml(doc)) == doc
 
 
 def test_dump_is_sorted_and_deterministic() -> None:
     a = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "x", "labels": {"b": "2", "a": "1"}}}
     b = {"metadata": {"labels": {"a": "1", "b": "2"}, "name": "x"}, "apiVersion": "v1", "kind": "ConfigMap"}
-    text = m.dump_yaml(a)
-    assert text == m.dump_yaml(b) == m.dump_yaml(copy.deepcopy(a))
+    text = yaml_io.dump_yaml(a)
+    assert text == yaml_io.dump_yaml(b) == yaml_io.dump_yaml(copy.deepcopy(a))
     assert text == "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels:\n    a: '1'\n    b: '2'\n  name: x\n"
 
 
 def test_multi_line_strings_are_literal_blocks() -> None:
-    text = m.dump_yaml({"data": {"genesis.json": '{\n  "chainId": 1\n}\n', "script": "a\nb"}})
+    text = yaml_io.dump_yaml({"data": {"genesis.json": '{\n  "chainId": 1\n}\n', "script": "a\nb"}})
     assert text == 'data:\n  genesis.json: |\n    {\n      "chainId": 1\n    }\n  script: |-\n    a\n    b\n'
 
 
 def test_shared_objects_are_not_anchored() -> None:
     labels = {"app": "besu"}
-    text = m.dump_yaml({"metadata": {"labels": labels}, "selector": {"matchLabels": labels}})
+    text = yaml_io.dump_yaml({"metadata": {"labels": labels}, "selector": {"matchLabels": labels}})
     assert "&" not in text and "*" not in text
     assert text.count("app: besu") == 2
 
 
 def test_long_lines_are_not_folded() -> None:
     value = " ".join(["enode://" + "a" * 128 + "@validator-0:30303"] * 20)
-    assert m.dump_yaml({"v": value}) == f"v: {value}\n"
+    assert yaml_io.dump_yaml({"v": value}) == f"v: {value}\n"
 
 
 def test_unserialisable_values_raise_manifest_error() -> None:
     with pytest.raises(ManifestError):
-        m.dump_yaml({"v": object()})
+        yaml_io.dump_yaml({"v": object()})
     with pytest.raises(ManifestError):
-        m.dump_yaml({1: "a", "b": "c"})
+        yaml_io.dump_yaml({1: "a", "b": "c"})
 
 
 def test_load_yaml_accepts_bytes_and_rejects_bad_input() -> None:
-    assert m.load_yaml(b"a: 1\nb: [x]\n") == {"a": 1, "b": ["x"]}
+    assert yaml_io.load_yaml(b"a: 1\nb: [x]\n") == {"a": 1, "b": ["x"]}
     with pytest.raises(ManifestError):
-        m.load_yaml("a: [1\n")
+        yaml_io.load_yaml("a: [1\n")
     with pytest.raises(ManifestError):
-        m.load_yaml("a: 1\n---\nb: 2\n")
+        yaml_io.load_yaml("a: 1\n---\nb: 2\n")
     with pytest.raises(ManifestError):
-        m.load_yaml("!!python/object/apply:os.system ['true']")
-    assert m.load_yaml_all("a: 1\n---\n---\nb: 2\n") == [{"a": 1}, {"b": 2}]
+        yaml_io.load_yaml("!!python/object/apply:os.system ['true']")
+    assert yaml_io.load_yaml_all("a: 1\n---\n---\nb: 2\n") == [{"a": 1}, {"b": 2}]
 
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False)
@@ -559,18 +560,18 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(json_values)
 def test_dump_load_round_trip(value: Any) -> None:
-    text = m.dump_yaml(value)
-    assert m.load_yaml(text) == value
-    assert m.dump_yaml(m.load_yaml(text)) == text
+    text = yaml_io.dump_yaml(value)
+    assert yaml_io.load_yaml(text) == value
+    assert yaml_io.dump_yaml(yaml_io.load_yaml(text)) == text
 
 
 def _kustomize_dir(tmp_path: Path, objects: list[dict[str, Any]], namespace: str | None = None) -> Path:
     names = []
     for obj in objects:
         name = m.object_filename(obj)
-        (tmp_path / name).write_text(m.dump_yaml(obj), encoding="utf-8")
+        (tmp_path / name).write_text(yaml_io.dump_yaml(obj), encoding="utf-8")
         names.append(name)
-    (tmp_path / "kustomization.yaml").write_text(m.dump_yaml(m.kustomization(names, namespace)), encoding="utf-8")
+    (tmp_path / "kustomization.yaml").write_text(yaml_io.dump_yaml(kustomize.kustomization(names, namespace)), encoding="utf-8")
     return tmp_path
 
 
@@ -582,7 +583,7 @@ def test_go_yaml_reads_our_strings_as_the_same_strings(tmp_path: Path) -> None:
     values += [v for v in TRICKY if "\x00" not in v and "\x07" not in v]
     data = {f"k{i:05d}": v for i, v in enumerate(values)}
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "tricky"}, "data": data}
-    built = m.kustomize_build(_kustomize_dir(tmp_path, [cm]))
+    built = kustomize.kustomize_build(_kustomize_dir(tmp_path, [cm]))
     # BaseLoader keeps every scalar as its text, so a number Go re-emitted (1e3 -> 1000) shows.
     out = yaml.load(built, Loader=yaml.CBaseLoader)["data"]
     wrong = {data[k]: out.get(k) for k in data if out.get(k) != data[k]}
@@ -619,22 +620,22 @@ def test_object_filename_refuses_bad_names(obj: dict[str, Any]) -> None:
 
 
 def test_kustomization_document() -> None:
-    assert m.kustomization(["b.yaml", "a.yaml"], "chain-staging") == {
+    assert kustomize.kustomization(["b.yaml", "a.yaml"], "chain-staging") == {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": "chain-staging",
         "resources": ["a.yaml", "b.yaml"],
     }
-    assert "namespace" not in m.kustomization(["a.yaml"])
+    assert "namespace" not in kustomize.kustomization(["a.yaml"])
     with pytest.raises(ManifestError):
-        m.kustomization("a.yaml")
+        kustomize.kustomization("a.yaml")
     with pytest.raises(ManifestError, match="duplicate"):
-        m.kustomization(["a.yaml", "a.yaml"])
+        kustomize.kustomization(["a.yaml", "a.yaml"])
 
 
 def test_kustomize_build_returns_every_object(tmp_path: Path) -> None:
-    built = m.kustomize_build(_kustomize_dir(tmp_path, [configmap(), service()], namespace="chain-prod"))
-    docs = m.load_yaml_all(built)
+    built = kustomize.kustomize_build(_kustomize_dir(tmp_path, [configmap(), service()], namespace="chain-prod"))
+    docs = yaml_io.load_yaml_all(built)
     assert sorted((d["kind"], d["metadata"]["name"], d["metadata"]["namespace"]) for d in docs) == [
         ("ConfigMap", "genesis", "chain-prod"),
         ("Service", "validator", "chain-prod"),
@@ -643,25 +644,25 @@ def test_kustomize_build_returns_every_object(tmp_path: Path) -> None:
 
 
 def test_kustomize_build_keeps_sops_secrets_intact(tmp_path: Path) -> None:
-    built = m.load_yaml_all(m.kustomize_build(_kustomize_dir(tmp_path, [sops_secret()])))
+    built = yaml_io.load_yaml_all(kustomize.kustomize_build(_kustomize_dir(tmp_path, [sops_secret()])))
     assert built == [sops_secret()]
 
 
 def test_kustomize_build_missing_resource_is_a_manifest_error(tmp_path: Path) -> None:
     _kustomize_dir(tmp_path, [configmap()])
-    (tmp_path / "kustomization.yaml").write_text(m.dump_yaml(m.kustomization(["configmap-genesis.yaml", "gone.yaml"])))
+    (tmp_path / "kustomization.yaml").write_text(yaml_io.dump_yaml(kustomize.kustomization(["configmap-genesis.yaml", "gone.yaml"])))
     with pytest.raises(ManifestError, match="gone.yaml"):
-        m.kustomize_build(tmp_path)
+        kustomize.kustomize_build(tmp_path)
 
 
 def test_kustomize_build_of_a_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="not a directory"):
-        m.kustomize_build(tmp_path / "nope")
+        kustomize.kustomize_build(tmp_path / "nope")
 
 
 def test_kubectl_binary_prefers_the_virtualenv() -> None:
     venv_kubectl = Path(sys.executable).parent / "kubectl"
     if venv_kubectl.exists():
-        assert m.kubectl_binary() == str(venv_kubectl)
+        assert kustomize.kubectl_binary() == str(venv_kubectl)
     else:
-        assert Path(m.kubectl_binary()).name == "kubectl"
+        assert Path(kustomize.kubectl_binary()).name == "kubectl"

@@ -18,20 +18,17 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipelines.lib.compiler import (
-    CompileContext,
-    ExistingEnvironment,
-    GuardError,
-    ManifestValidationError,
-    PublishTarget,
-    compile_environment,
-    env_dir,
-)
 from pipelines.lib.config import ConfigError, parse_environment, shown_path
+from pipelines.lib.errors import GuardError
 from pipelines.lib.keys import KeyPolicyError
-from pipelines.lib.manifests import load_yaml_all, validator_for
+from pipelines.lib.layout import env_dir
+from pipelines.lib.manifests import validator_for
+from pipelines.lib.model import CompileContext, ExistingEnvironment, PublishTarget
+from pipelines.lib.pipeline import compile_environment
 from pipelines.lib.render import RenderError
 from pipelines.lib.sealing import AgeIdentity
+from pipelines.lib.stages.validate import ManifestValidationError
+from pipelines.lib.yaml_io import load_yaml_all
 from tests.conftest import REPO_ROOT
 
 PROFILES = [("besu", "qbft"), ("besu", "ibft2"), ("geth", "clique"), ("geth", "ethash")]
@@ -47,6 +44,7 @@ balance = st.one_of(
     st.builds(lambda n: f"{n} wei", st.integers(0, 10**30)),
     st.builds(lambda n, u: f"{n} {u}", st.integers(0, 10**6), st.sampled_from(["ether", "gwei", "wei"])),
 )
+
 BAD = {
     "count": st.sampled_from([0, -1, 65, 10**30, "2", 2.0, True, None]),
     "chainId": st.sampled_from([0, -7, 2**64, "48720", 1.5, None, [1]]),

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.lib import review
-from pipelines.lib.manifests import dump_yaml
+from pipelines.lib import markdown, review
+from pipelines.lib.yaml_io import dump_yaml
 from tests.conftest import git
 
 ENV = "demo"
@@ -284,11 +284,11 @@ def test_readme_rendering_is_deterministic_and_changes_only_with_the_network(run
 
 
 def test_templates_are_sandboxed_and_strict():
-    env = review.template_env()
+    env = markdown.template_env()
     assert env.is_safe_attribute is not None and type(env).__name__ == "SandboxedEnvironment"
     with pytest.raises(Exception, match="undefined"):
         env.from_string("{{ missing.value }}").render()
-    assert Path(review.TEMPLATES_DIR / "review_summary.md.j2").is_file()
+    assert Path(markdown.TEMPLATES_DIR / "review_summary.md.j2").is_file()
 
 
 def test_markdown_blocks_are_separated_so_renderers_keep_them_apart():
@@ -313,8 +313,9 @@ def test_a_worker_summary_is_reused_only_for_the_files_it_was_compiled_from(tmp_
     """Compile workers summarise against the files they compiled from; publishing reuses
     that summary only when the base holds exactly those files, otherwise it recomputes."""
     from pipelines.lib import publish
-    from pipelines.lib.compiler import CompileContext, ExistingEnvironment, PublishTarget, compile_environment
     from pipelines.lib.config import parse_environment
+    from pipelines.lib.model import CompileContext, ExistingEnvironment, PublishTarget
+    from pipelines.lib.pipeline import compile_environment
     from pipelines.lib.sealing import AgeIdentity
     from tests.conftest import EXAMPLES, REPO_ROOT
 

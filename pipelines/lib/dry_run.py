@@ -1,6 +1,6 @@
 """`chainops diff`: a compile that writes nothing, with what only the compile can know labelled.
 
-A dry run compiles exactly like `chainops compile` (compile_run.plan_run: same base, same
+A dry run compiles exactly like `chainops compile` (actions.plan_run: same base, same
 guards, same decisions), but a compile generates keys, and a key drawn now is not the key
 the real compile will draw. So every value that depends on a key not yet in the
 repository is shown as a label, never as an invented value:

@@ -44,3 +44,7 @@ class RemoteRewoundError(GuardError):
 
 class UsageError(OperationalFailure):
     """A request that names something that does not exist or cannot be meant (exit 2)."""
+
+
+class ManifestError(OperationalFailure, ValueError):
+    """A manifest cannot be rendered, named, loaded or built."""

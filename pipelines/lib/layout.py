@@ -10,6 +10,7 @@ import re
 
 LOCK_FILE = "network.lock.json"
 GENESIS_FILE = "genesis.json"
+README_FILE = "README.md"  # the network page, for people (not in the kustomization)
 ESCROW_FILE = "keys.escrow.age"
 SOPS_CONFIG_FILE = ".sops.yaml"  # shared by all environments: one creation rule each
 RENDERED_DIR = "rendered"

@@ -103,3 +103,9 @@ def parse_lock(data: bytes, environment: str) -> NetworkLock:
         if not re.match(_ADDRESS, address):
             raise GuardError(f"{environment}: {path}: validators: {address!r} is not an address; {repair}")
     return lock
+
+
+def canonical_json(data: Any) -> bytes:
+    """The one byte form of the lock (and every JSON chainops commits): sorted keys, two-space
+    indent, UTF-8, a final newline; the same data always gives the same bytes."""
+    return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()

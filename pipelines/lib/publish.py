@@ -6,7 +6,7 @@
   target branch, and exactly one pull/merge request from it is opened or updated with
   the review summary as its body.
 
-Both modes start from the same ReviewSummary, built from the committed files at the
+Both modes start from the same review.ReviewSummary, built from the committed files at the
 base commit and the compiled files, so the commit message, the PR body and
 `chainops diff` tell the same story.
 """
@@ -15,11 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-from pipelines.lib import compiler, review
+import git
+
+from pipelines.lib import review
 from pipelines.lib.forges import Forge, ReviewRequest
-from pipelines.lib.gitops import EnvironmentChange, GitopsError, GitopsRepository
+from pipelines.lib.gitops import EnvironmentChange, GitopsError, GitopsRepository, SharedEdit
+from pipelines.lib.layout import SOPS_CONFIG_FILE, environment_paths, owned_paths
+from pipelines.lib.model import VERSION, CompiledEnvironment
+from pipelines.lib.sealing import merge_sops_rule
+from pipelines.lib.validator_plan import describe_step
 
 ReviewMode = Literal["direct", "pull-request"]
 PR_FOOTER = (
@@ -69,13 +76,13 @@ def compile_base(repo: GitopsRepository, base: str | None, name: str, review_mod
     not re-encrypted. The summary and the genesis banner still compare with the target."""
     if review_mode != "pull-request":
         return base
-    return repo.pending_review(name, base, compiler.owned_paths(name)) or base
+    return repo.pending_review(name, base, owned_paths(name)) or base
 
 
 def plan_compiled(
     repo: GitopsRepository,
     base: str | None,
-    compiled: compiler.CompiledEnvironment,
+    compiled: CompiledEnvironment,
     profile: str,
     review_mode: ReviewMode,
     source_commit: str | None,
@@ -89,15 +96,15 @@ def plan_compiled(
         summary = compiled.summary  # made by the compile worker against these very files
     else:
         summary = review.build_summary(compiled.name, before, compiled.files, compiled.policy_warnings)
-    change = compiler.to_change(compiled, profile, source_commit, summary)
+    change = to_change(compiled, profile, source_commit, summary)
     return PublishItem(compiled.name, change, review_mode, summary)
 
 
 def plan_decommission(repo: GitopsRepository, base: str | None, name: str, review_mode: ReviewMode = "direct") -> PublishItem:
-    change = compiler.decommission_change(name)
+    change = decommission_change(name)
     before = repo.read_files(base, change.prefixes)
     summary = review.build_summary(name, before, {})
-    return PublishItem(name, compiler.decommission_change(name, summary), review_mode, summary)
+    return PublishItem(name, decommission_change(name, summary), review_mode, summary)
 
 
 def publish_environments(
@@ -139,3 +146,76 @@ def publish_environments(
             request = forge.open_or_update(branch.branch, repo.branch, title, body)
         outcomes[item.name] = PublishOutcome(item.name, "pull-request", summary, branch.commit, branch.pushed, branch.branch, request)
     return outcomes
+
+
+# -- the commit of one environment ---------------------------------------------------
+def commit_message(
+    compiled: CompiledEnvironment, profile: str, source_commit: str | None, summary: review.ReviewSummary | None = None
+) -> str:
+    """Structured message; provenance goes into trailers, never into files. With the
+    review summary, the subject names what changed and the body lists it."""
+    headline = f" ({summary.headline()})" if summary is not None and summary.kind != "none" else ""
+    lines = [
+        f"chainops: compile {compiled.name}{headline}",
+        "",
+        f"Environment: {compiled.name}",
+        f"Profile: {profile}",
+        f"Genesis: {compiled.genesis_hash}",
+        f"Objects: {compiled.object_count}",
+    ]
+    if compiled.genesis_changed_from:
+        lines.insert(2, f"GENESIS CHANGED: block hash {compiled.genesis_changed_from} -> {compiled.genesis_hash}")
+        lines += [f"  {d}" for d in compiled.genesis_differences]
+    if compiled.generated_keys:
+        lines.append(f"New keys: {', '.join(compiled.generated_keys)}")
+    plan = compiled.validator_plan
+    if plan is not None:
+        lines += [f"Validator vote, before this change is applied: {describe_step(plan, step)}" for step in plan.removals]
+        lines += [f"Validator vote, once the new pods have synced: {describe_step(plan, step)}" for step in plan.additions]
+    if summary is not None:
+        lines += review.commit_lines(summary)
+    lines += ["", f"Chainops-Environment: {compiled.name}", f"Chainops-Version: {VERSION}"]
+    if source_commit:
+        lines.append(f"Chainops-Source: {source_commit}")
+    return "\n".join(lines) + "\n"
+
+
+def to_change(
+    compiled: CompiledEnvironment, profile: str, source_commit: str | None, summary: review.ReviewSummary | None = None
+) -> EnvironmentChange:
+    return EnvironmentChange(
+        environment=compiled.name,
+        files=compiled.files,
+        prefixes=compiled.prefixes,
+        message=commit_message(compiled, profile, source_commit, summary),
+        shared=(SharedEdit(SOPS_CONFIG_FILE, compiled.sops_rule, merge_sops_rule),),
+    )
+
+
+def decommission_change(name: str, summary: review.ReviewSummary | None = None) -> EnvironmentChange:
+    """Remove an environment's rendered output, bootstrap and creation rule in `.sops.yaml`
+    (and nothing of any other environment: `environment_paths` refuses a name that is not one)."""
+    body = "".join(f"{line}\n" for line in review.commit_lines(summary)) + "\n" if summary is not None and summary.changed else ""
+    return EnvironmentChange(
+        environment=name,
+        files={},
+        prefixes=environment_paths(name),
+        shared=(SharedEdit(SOPS_CONFIG_FILE, None, merge_sops_rule),),
+        message=f"chainops: decommission {name}\n\n{body}Chainops-Environment: {name}\nChainops-Version: {VERSION}\n",
+    )
+
+
+def source_commit(environments_dir: Path) -> str | None:
+    """The commit of the environments repository, when it is a clean git checkout."""
+    try:
+        with git.Repo(environments_dir, search_parent_directories=True) as repo:
+            if repo.is_dirty(untracked_files=True, path=str(environments_dir)):
+                return None
+            return repo.head.commit.hexsha
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        return None
+
+
+def rendered_environments(repo: GitopsRepository, base: str | None) -> set[str]:
+    """Environments that have output in the GitOps repository."""
+    return {path.split("/")[1] for path in repo.tree_entries(base, ("rendered",))}

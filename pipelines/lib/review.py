@@ -1,4 +1,4 @@
-"""What a change does, in words a reviewer can trust, and a page per network for people.
+"""What a change does, in words a reviewer can trust: the review summary.
 
 The review summary compares two states of one environment in the GitOps repository —
 the files committed at the base commit and the files a compile produces — as parsed
@@ -7,8 +7,8 @@ changes, nodes and validators added or removed (with the vote calls the operator
 make), keys rotated, plaintext Secrets in use, and a GENESIS CHANGED banner. Secret
 contents are never read: sealed files are named, nothing more.
 
-Both documents are Markdown from Jinja2 templates in `templates/` (sandboxed,
-StrictUndefined) and are deterministic: no timestamps, sorted everywhere, so a re-run
+The summary is Markdown from a Jinja2 template in `templates/` (markdown.py: sandboxed,
+StrictUndefined) and is deterministic: no timestamps, sorted everywhere, so a re-run
 with nothing changed writes the same bytes and makes no commit.
 """
 
@@ -18,30 +18,21 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 
-import jinja2
-from eth_utils import to_checksum_address
-from jinja2.sandbox import SandboxedEnvironment
+from pipelines.lib.errors import ManifestError
+from pipelines.lib.layout import GENESIS_FILE, LOCK_FILE, env_dir
+from pipelines.lib.markdown import template_env
+from pipelines.lib.validator_plan import Validator, ValidatorPlan, plan_change
+from pipelines.lib.yaml_io import load_yaml_all
 
-from pipelines.lib.config import EnvironmentConfig
-from pipelines.lib.manifests import ManifestError, load_yaml_all
-from pipelines.lib.validator_plan import VOTE_METHODS, Validator, ValidatorPlan, plan_change
-
-TEMPLATES_DIR = Path(__file__).with_name("templates")
-LOCK_FILE = "network.lock.json"
-GENESIS_FILE = "genesis.json"
-README_FILE = "README.md"
 # The API namespace each method needs enabled on the node (--rpc-http-api / --http.api).
 VOTE_APIS = {"qbft": "QBFT", "ibft2": "IBFT", "clique": "clique"}
 WORKLOAD_KINDS = ("StatefulSet", "Deployment", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 SCALABLE_KINDS = ("StatefulSet", "Deployment", "ReplicaSet")
 MAX_FIELD_DEPTH = 10
 MAX_FIELDS_SHOWN = 8
-MAX_PODS_IN_DIAGRAM = 6
 Action = Literal["added", "changed", "removed"]
 
 
@@ -151,10 +142,6 @@ class ReviewSummary:
 
 
 # -- reading committed and compiled files ---------------------------------------------
-def env_prefix(environment: str) -> str:
-    return f"rendered/{environment}/"
-
-
 def is_sealed_path(path: str) -> bool:
     """Files whose bytes a reviewer never sees: Secrets (sealed or not) and age files."""
     base = path.rsplit("/", 1)[-1]
@@ -162,12 +149,12 @@ def is_sealed_path(path: str) -> bool:
 
 
 def read_lock(files: Mapping[str, bytes], environment: str) -> dict[str, Any] | None:
-    data = files.get(env_prefix(environment) + LOCK_FILE)
+    data = files.get(env_dir(environment) + LOCK_FILE)
     return json.loads(data) if data else None
 
 
-def _genesis(files: Mapping[str, bytes], environment: str) -> dict[str, Any] | None:
-    data = files.get(env_prefix(environment) + GENESIS_FILE)
+def read_genesis(files: Mapping[str, bytes], environment: str) -> dict[str, Any] | None:
+    data = files.get(env_dir(environment) + GENESIS_FILE)
     return json.loads(data) if data else None
 
 
@@ -302,7 +289,7 @@ def build_summary(
         validators_removed = tuple(old_validators[a] for a in sorted(set(old_validators) - set(new_validators)))
     genesis_before = old_lock.get("genesisHash") if old_lock else None
     genesis_after = new_lock.get("genesisHash") if new_lock else None
-    old_genesis, new_genesis = _genesis(before, environment), _genesis(after, environment)
+    old_genesis, new_genesis = read_genesis(before, environment), read_genesis(after, environment)
     genesis_file_changed = bool(old_genesis is not None and new_genesis is not None and old_genesis != new_genesis)
     genesis_fields = tuple(changed_fields(old_genesis, new_genesis)) if genesis_file_changed else ()
     consensus = str(lock.get("consensus", ""))
@@ -319,7 +306,7 @@ def build_summary(
         environment=environment,
         kind=kind,
         consensus=consensus,
-        namespace=_namespace(new_objects or old_objects),
+        namespace=namespace_of(new_objects or old_objects),
         genesis_before=genesis_before,
         genesis_after=genesis_after,
         genesis_file_changed=genesis_file_changed,
@@ -379,7 +366,7 @@ def _file_changes(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> li
     return found
 
 
-def _namespace(objects: Mapping[ObjectKey, tuple[str, dict]]) -> str:
+def namespace_of(objects: Mapping[ObjectKey, tuple[str, dict]]) -> str:
     for (kind, _, name), _value in sorted(objects.items()):
         if kind == "Namespace":
             return name
@@ -428,45 +415,6 @@ def _short_image(reference: str) -> str:
     return reference.rsplit("/", 1)[-1]
 
 
-# -- Markdown --------------------------------------------------------------------------
-def md_code(value: Any) -> str:
-    """Inline code that survives any backticks inside the value."""
-    text = str(value).replace("\n", " ")
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def md_cell(value: Any) -> str:
-    """Text safe inside a Markdown table cell."""
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def mermaid_label(value: Any) -> str:
-    return str(value).replace('"', "#quot;").replace("\n", " ")
-
-
-def ether(wei: int) -> str:
-    """Exact decimal ether for a wei amount (no float rounding)."""
-    text = format(Decimal(wei).scaleb(-18).normalize(), "f")
-    return text
-
-
-@lru_cache(maxsize=1)
-def template_env() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # Markdown, not HTML; values go through md_code / md_cell
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters.update(code=md_code, cell=md_cell, mlabel=mermaid_label)
-    return env
-
-
 def render_summary(summary: ReviewSummary) -> str:
     """The review summary as Markdown (pull request body, `chainops diff` output)."""
     return template_env().get_template("review_summary.md.j2").render(s=summary, counts=summary.counts(),
@@ -483,7 +431,7 @@ def for_terminal(markdown: str) -> str:
 
 def commit_lines(summary: ReviewSummary) -> list[str]:
     """Plain-text lines for the commit message body: what changed, without Markdown.
-    (The compiler adds the GENESIS CHANGED line and the validator votes itself.)"""
+    (publish.commit_message adds the GENESIS CHANGED line and the validator votes itself.)"""
     if summary.kind == "none":
         return []
     counts = summary.counts()
@@ -503,211 +451,3 @@ def commit_lines(summary: ReviewSummary) -> list[str]:
     return lines
 
 
-# -- the network page (rendered/<env>/README.md) ---------------------------------------
-@dataclass(frozen=True)
-class Endpoint:
-    name: str
-    url: str
-    note: str
-
-
-@dataclass(frozen=True)
-class Account:
-    label: str
-    address: str
-    balance_ether: str
-
-
-def network_readme(config: EnvironmentConfig, lock: Mapping[str, Any], files: Mapping[str, bytes]) -> bytes:
-    """The environment's page for people: identity, versions, endpoints, validators,
-    accounts, wallet setup and a Mermaid topology, all from the files being committed."""
-    objects = parse_objects({p: b for p, b in files.items() if p.startswith(env_prefix(config.name))})
-    genesis = _genesis(files, config.name) or {}
-    topology = Topology.of(objects, lock)
-    rpc, ws, dashboards, forward = _endpoints(topology, config.spec.kubernetes.namespace)
-    nodes = list(lock.get("nodes", []))
-    context = {
-        "c": config,
-        "lock": lock,
-        "profile": config.profile,
-        "images": sorted(config.images.items()),
-        "validators": [n for n in nodes if n.get("role") == "validator"],
-        "others": [n for n in nodes if n.get("role") != "validator"],
-        "genesis_validators": list(lock.get("validators", [])),
-        "accounts": _accounts(genesis, lock),
-        "rpc": rpc,
-        "ws": ws,
-        "dashboards": dashboards,
-        "forward": forward,
-        "chain_id_hex": hex(config.spec.network.chainId),
-        "wallet_json": json.dumps(_wallet_params(config, rpc), indent=2, sort_keys=True),
-        "diagram": topology_diagram(config, topology),
-        "vote_method": VOTE_METHODS.get(config.spec.network.consensus, ""),
-    }
-    return template_env().get_template("network_readme.md.j2").render(**context).encode()
-
-
-@dataclass(frozen=True)
-class Topology:
-    """Workloads, the Services in front of them and the Ingresses in front of those."""
-
-    namespace: str
-    roles: dict[str, tuple[str, ...]]  # node role -> node names (from the lock)
-    workloads: dict[str, dict[str, Any]]  # name -> StatefulSet/Deployment
-    services: dict[str, dict[str, Any]]  # name -> client-facing (not headless) Service
-    targets: dict[str, tuple[str, ...]]  # Service name -> workloads it selects
-    ingresses: dict[str, dict[str, Any]]
-    static_peers: bool = False  # a rendered config lists static peers (besu static-nodes.json, geth StaticNodes)
-
-    @classmethod
-    def of(cls, objects: Mapping[ObjectKey, tuple[str, dict]], lock: Mapping[str, Any]) -> Topology:
-        roles: dict[str, list[str]] = {}
-        for node in lock.get("nodes", []):
-            roles.setdefault(str(node.get("role")), []).append(str(node.get("name")))
-        items = sorted(objects.items())
-        workloads = {name: obj for (kind, _, name), (_, obj) in items if kind in ("StatefulSet", "Deployment")}
-        services = {
-            name: obj
-            for (kind, _, name), (_, obj) in items
-            if kind == "Service" and (obj.get("spec") or {}).get("clusterIP") != "None"
-        }
-        targets = {}
-        for name, svc in services.items():
-            selector = (svc.get("spec") or {}).get("selector") or {}
-            targets[name] = tuple(
-                w for w, obj in workloads.items()
-                if selector and all(_pod_labels(obj).get(k) == v for k, v in selector.items())
-            )
-        return cls(
-            namespace=_namespace(objects),
-            roles={k: tuple(v) for k, v in roles.items()},
-            workloads=workloads,
-            services=services,
-            targets=targets,
-            ingresses={name: obj for (kind, _, name), (_, obj) in items if kind == "Ingress"},
-            static_peers=any(
-                key == "static-nodes.json" or "StaticNodes" in str(value)
-                for (kind, _, _), (_, obj) in items
-                if kind == "ConfigMap"
-                for key, value in (obj.get("data") or {}).items()
-            ),
-        )
-
-    def serves_nodes(self, service: str) -> bool:
-        return any(w in self.roles for w in self.targets.get(service, ()))
-
-
-def _pod_labels(workload: Mapping[str, Any]) -> dict[str, Any]:
-    return ((((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")) or {}
-
-
-def _ingress_backends(ingress: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(host, backend Service) pairs of an Ingress."""
-    found = []
-    for rule in (ingress.get("spec") or {}).get("rules") or []:
-        for path in (rule.get("http") or {}).get("paths") or []:
-            backend = ((path.get("backend") or {}).get("service") or {}).get("name")
-            if backend:
-                found.append((str(rule.get("host") or "*"), str(backend)))
-    return found
-
-
-def _endpoints(topology: Topology, namespace: str) -> tuple[list[Endpoint], list[Endpoint], list[Endpoint], str]:
-    """JSON-RPC, WebSocket and dashboard endpoints, and a port-forward command for JSON-RPC."""
-    rpc: list[Endpoint] = []
-    ws: list[Endpoint] = []
-    dashboards: list[Endpoint] = []
-    forward = ""
-    for name, ingress in topology.ingresses.items():
-        tls = {h for t in (ingress.get("spec") or {}).get("tls") or [] for h in t.get("hosts") or []}
-        for host, backend in _ingress_backends(ingress):
-            if topology.serves_nodes(backend) and host != "*":
-                scheme = "https" if host in tls else "http"
-                rpc.append(Endpoint(f"Ingress {name}", f"{scheme}://{host}", "JSON-RPC from outside the cluster"))
-    for name, svc in topology.services.items():
-        host = f"{name}.{svc.get('metadata', {}).get('namespace') or namespace}.svc.cluster.local"
-        for port in (svc.get("spec") or {}).get("ports") or []:
-            number, pname = port.get("port"), str(port.get("name", ""))
-            if not topology.serves_nodes(name):
-                if pname.startswith("http") and topology.targets.get(name):
-                    dashboards.append(Endpoint(f"Service {name}", f"http://{host}:{number}", f"{', '.join(topology.targets[name])} web UI"))
-            elif pname in ("http", "rpc", "http-rpc", "jsonrpc") or number == 8545:
-                rpc.append(Endpoint(f"Service {name}", f"http://{host}:{number}", "JSON-RPC inside the cluster"))
-                forward = forward or f"kubectl -n {namespace} port-forward svc/{name} 8545:{number}"
-            elif pname in ("ws", "websocket") or number == 8546:
-                ws.append(Endpoint(f"Service {name}", f"ws://{host}:{number}", "WebSocket inside the cluster"))
-    return rpc, ws, dashboards, forward
-
-
-def _accounts(genesis: Mapping[str, Any], lock: Mapping[str, Any]) -> list[Account]:
-    labels: dict[str, str] = {}
-    for node in lock.get("nodes", []):
-        labels[str(node.get("address", "")).lower()] = f"node {node.get('name')}"
-    for account in lock.get("accounts", []):
-        labels[str(account.get("address", "")).lower()] = f"{account.get('name')} (key in Secret {account.get('secret')})"
-    found = []
-    for address, entry in sorted((genesis.get("alloc") or {}).items()):
-        normal = address.lower() if address.lower().startswith("0x") else "0x" + address.lower()
-        label = labels.get(normal) or ("contract" if isinstance(entry, dict) and entry.get("code") else "external")
-        balance = str((entry or {}).get("balance", "0"))
-        wei = int(balance, 16) if balance.lower().startswith("0x") else int(balance or "0")
-        found.append(Account(label, to_checksum_address(normal), ether(wei)))
-    return sorted(found, key=lambda a: (a.label.startswith(("external", "contract")), a.label, a.address))
-
-
-def _wallet_params(config: EnvironmentConfig, rpc: list[Endpoint]) -> dict[str, Any]:
-    """EIP-3085 `wallet_addEthereumChain` parameters."""
-    external = [e.url for e in rpc if e.name.startswith("Ingress")]
-    return {
-        "chainId": hex(config.spec.network.chainId),
-        "chainName": f"chainops {config.name}",
-        "nativeCurrency": {"name": "Ether", "symbol": "ETH", "decimals": 18},
-        "rpcUrls": external or ["http://127.0.0.1:8545"],
-    }
-
-
-def _mid(*parts: str) -> str:
-    return "_".join(re.sub(r"[^A-Za-z0-9]", "_", p) for p in parts)
-
-
-def topology_diagram(config: EnvironmentConfig, topology: Topology) -> str:
-    """A Mermaid flowchart: node groups with their pods, client Services, Ingresses,
-    static peering, bootnode discovery and ethstats reporting."""
-    namespace = config.spec.kubernetes.namespace
-    lines = ["flowchart LR", f'  subgraph {_mid("ns", namespace)}["namespace {mermaid_label(namespace)}"]']
-    group_ids = {name: _mid("grp", name) for name in topology.workloads}
-    for name, obj in topology.workloads.items():
-        replicas = (obj.get("spec") or {}).get("replicas", 1)
-        lines.append(f'    subgraph {group_ids[name]}["{obj["kind"]} {mermaid_label(name)} ×{replicas}"]')
-        if obj["kind"] == "StatefulSet":  # stable pod names
-            pods = list(topology.roles.get(name) or [f"{name}-{i}" for i in range(int(replicas))])
-            for pod in pods[:MAX_PODS_IN_DIAGRAM]:
-                lines.append(f'      {_mid("pod", pod)}["{mermaid_label(pod)}"]')
-            if len(pods) > MAX_PODS_IN_DIAGRAM:
-                lines.append(f'      {_mid("more", name)}["… {len(pods) - MAX_PODS_IN_DIAGRAM} more"]')
-        else:
-            lines.append(f'      {_mid("pods", name)}["{replicas} pod(s)"]')
-        lines.append("    end")
-    edges = []
-    for name, svc in topology.services.items():
-        ports = ", ".join(f"{p.get('name', '')} {p.get('port')}".strip() for p in (svc.get("spec") or {}).get("ports") or [])
-        lines.append(f'    {_mid("svc", name)}(["Service {mermaid_label(name)}<br/>{mermaid_label(ports)}"])')
-        edges += [f"  {_mid('svc', name)} --> {group_ids[w]}" for w in topology.targets[name]]
-    ethstats = config.spec.ethstats.enabled
-    if ethstats and "ethstats" not in group_ids:
-        lines.append('    ethstats[("ethstats")]')
-    lines.append("  end")
-    for name, ingress in topology.ingresses.items():
-        backends = _ingress_backends(ingress)
-        hosts = ", ".join(sorted({h for h, _ in backends}))
-        lines.append(f'  {_mid("ing", name)}[/"Ingress {mermaid_label(hosts)}"/]')
-        edges += [f"  {_mid('ing', name)} --> {_mid('svc', b)}" for b in sorted({b for _, b in backends}) if b in topology.services]
-    peers = [group_ids[r] for r in ("validator", "rpc") if r in group_ids]
-    if len(peers) == 2 and topology.static_peers:  # geth with bootnodes discovers its peers instead
-        edges.append(f'  {peers[0]} <-->|"static peers"| {peers[1]}')
-    if "bootnode" in group_ids:
-        edges += [f'  {group_ids["bootnode"]} -.->|"discovery"| {gid}' for gid in peers]
-    if ethstats:
-        target = group_ids.get("ethstats", "ethstats")
-        edges += [f'  {gid} -.->|"stats"| {target}' for gid in peers]
-    return "\n".join(lines + edges)

@@ -39,13 +39,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pipelines.lib.config import relative_path_problem
 from pipelines.lib.errors import InputProblem
-from pipelines.lib.manifests import dump_yaml
 from pipelines.lib.sealing import (
     SealingError,
     SealRequest,
     content_fingerprint,
     fingerprints_equal,
 )
+from pipelines.lib.yaml_io import dump_yaml
 
 API_VERSION = "bitnami.com/v1alpha1"
 KIND = "SealedSecret"

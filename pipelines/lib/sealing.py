@@ -57,9 +57,9 @@ import pyrage
 import yaml
 
 from pipelines.lib.errors import OperationalFailure
-from pipelines.lib.manifests import dump_yaml
 from pipelines.lib.processes import die_with_parent
 from pipelines.lib.sops_writer import SopsFormatError, encrypt_document
+from pipelines.lib.yaml_io import dump_yaml
 
 __all__ = [
     "ENCRYPTED_REGEX",
@@ -547,7 +547,7 @@ class PlaintextSealer:
         _validate_secret(secret)
         metadata = dict(secret.get("metadata") or {})
         metadata["annotations"] = {**(metadata.get("annotations") or {}), PLAINTEXT_ANNOTATION: "true"}
-        # manifests.dump_yaml quotes strings that Go's YAML 1.2 would read as numbers.
+        # yaml_io.dump_yaml quotes strings that Go's YAML 1.2 would read as numbers.
         return dump_yaml({**secret, "metadata": metadata}).encode()
 
     def seal_requests(self, requests: Sequence[SealRequest]) -> list[bytes]:

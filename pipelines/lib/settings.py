@@ -12,9 +12,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.lib.compiler import PublishTarget
 from pipelines.lib.errors import UsageError
 from pipelines.lib.gitops import ensure_embedded_repository, repo_url
+from pipelines.lib.model import PublishTarget
 
 DEFAULT_BRANCH = "main"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]

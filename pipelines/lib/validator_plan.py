@@ -168,3 +168,14 @@ def _problems(consensus: str, size_before: int, size_after: int) -> tuple[tuple[
         f"(at most one step at a time: the validators leaving must be ones the set can lose)"
     )
     return (problem,), tuple(route)
+
+
+def describe_step(plan: ValidatorPlan, step: VoteStep) -> str:
+    """One vote step in plain text (commit messages, refusals)."""
+    verb = "add" if step.add else "remove"
+    if plan.by_contract:
+        return f"{verb} {step.target.name} ({step.target.address}) with a transaction to the validator contract"
+    return (
+        f"{step.call(plan.method)} on {step.needed} of the {len(step.before)} validators "
+        f"({', '.join(v.name for v in step.voters)}); then {step.quorum} of {len(step.after)} must stay online"
+    )

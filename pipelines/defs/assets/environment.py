@@ -18,11 +18,19 @@ import dagster as dg
 
 from pipelines.defs.partitions import environments_partitions
 from pipelines.defs.resources.chainops import ChainopsResource
-from pipelines.lib import compiler, publish, review
+from pipelines.lib import publish, review
 from pipelines.lib.config import ConfigError, EnvironmentConfig, load_environment
 from pipelines.lib.errors import ChainopsError
 from pipelines.lib.gitops import GitopsError
 from pipelines.lib.keys import KeySet
+from pipelines.lib.layout import SOPS_CONFIG_FILE, environment_paths
+from pipelines.lib.model import CompiledEnvironment, Decisions, ExistingEnvironment, GenesisResult
+from pipelines.lib.publish import source_commit
+from pipelines.lib.stages.genesis import check_validator_plan, compute_genesis
+from pipelines.lib.stages.keys import compute_keys
+from pipelines.lib.stages.render import render_environment
+from pipelines.lib.stages.seal import sealed_secret_paths
+from pipelines.lib.validator_plan import describe_step
 
 OWNERS = ["team:platform"]
 GROUP = "chainops"
@@ -47,7 +55,7 @@ _COMMON = {
 }
 
 
-def _snapshot(chainops: ChainopsResource, config: EnvironmentConfig, keys: KeySet, reset: bool = False) -> compiler.ExistingEnvironment:
+def _snapshot(chainops: ChainopsResource, config: EnvironmentConfig, keys: KeySet, reset: bool = False) -> ExistingEnvironment:
     """The committed state node_keys planned on: the compile steps of a run share one snapshot
     (and do not fetch again), so a writer publishing mid-run is caught by gitops_commit's guard."""
     try:
@@ -65,10 +73,10 @@ def rewind_accepted(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCo
     return context.run.tags.get(ACCEPT_REWIND_TAG) == "true"
 
 
-def decisions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> compiler.Decisions:
+def decisions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> Decisions:
     """The operator's decisions for this partition's run, from its run tags."""
     tags = context.run.tags
-    return compiler.Decisions(
+    return Decisions(
         allow_genesis_change=tags.get(ALLOW_GENESIS_CHANGE_TAG) == "true",
         validators_voted=tags.get(VALIDATORS_VOTED_TAG) == "true",
         allow_unsafe_validator_change=tags.get(ALLOW_UNSAFE_VALIDATOR_CHANGE_TAG) == "true",
@@ -80,9 +88,9 @@ def _vote_lines(summary: review.ReviewSummary) -> str:
     plan = summary.plan
     if plan is None:
         return ""
-    lines = [f"{i}. before applying: {compiler.describe_step(plan, step)}" for i, step in enumerate(plan.removals, 1)]
+    lines = [f"{i}. before applying: {describe_step(plan, step)}" for i, step in enumerate(plan.removals, 1)]
     lines.append(f"{len(plan.removals) + 1}. apply the change")
-    lines += [f"{len(plan.removals) + 1 + i}. after sync: {compiler.describe_step(plan, step)}" for i, step in enumerate(plan.additions, 1)]
+    lines += [f"{len(plan.removals) + 1 + i}. after sync: {describe_step(plan, step)}" for i, step in enumerate(plan.additions, 1)]
     return "\n".join(lines)
 
 
@@ -142,7 +150,7 @@ def node_keys(
     reset = genesis_change_allowed(context)
     try:
         existing = chainops.guarded_existing(environment_config, reset, rewind_accepted(context))
-        keys = compiler.compute_keys(environment_config, existing, chainops.identity(), reset=reset)
+        keys = compute_keys(environment_config, existing, chainops.identity(), reset=reset)
     except ChainopsError as exc:  # one tree: every lib error becomes the step's Failure
         raise refusal(exc) from None
     context.add_output_metadata(
@@ -164,12 +172,12 @@ def genesis(
     chainops: ChainopsResource,
     environment_config: EnvironmentConfig,
     node_keys: KeySet,
-) -> compiler.GenesisResult:
+) -> GenesisResult:
     reset = genesis_change_allowed(context)
     existing = _snapshot(chainops, environment_config, node_keys, reset)
     try:
-        result = compiler.compute_genesis(environment_config, node_keys, existing=existing, allow_change=reset)
-        compiler.check_validator_plan(environment_config, result.validator_plan, decisions(context))
+        result = compute_genesis(environment_config, node_keys, existing=existing, allow_change=reset)
+        check_validator_plan(environment_config, result.validator_plan, decisions(context))
     except ChainopsError as exc:  # one tree: every lib error becomes the step's Failure
         raise refusal(exc) from None
     context.add_output_metadata(
@@ -192,11 +200,11 @@ def rendered_manifests(
     chainops: ChainopsResource,
     environment_config: EnvironmentConfig,
     node_keys: KeySet,
-    genesis: compiler.GenesisResult,
-) -> compiler.CompiledEnvironment:
+    genesis: GenesisResult,
+) -> CompiledEnvironment:
     existing = _snapshot(chainops, environment_config, node_keys, genesis_change_allowed(context))
     try:
-        compiled = compiler.render_environment(
+        compiled = render_environment(
             environment_config, node_keys, genesis, existing, chainops.compile_context()
         )
     except ChainopsError as exc:  # one tree: every lib error becomes the step's Failure
@@ -206,7 +214,7 @@ def rendered_manifests(
             "genesis_hash": compiled.genesis_hash,
             "objects_written": compiled.object_count,
             "files": len(compiled.files),
-            "sealed_secrets": len(compiler.sealed_secret_paths(compiled)),
+            "sealed_secrets": len(sealed_secret_paths(compiled)),
         }
     )
     return compiled
@@ -226,11 +234,11 @@ def gitops_commit(
     context: dg.AssetExecutionContext,
     chainops: ChainopsResource,
     environment_config: EnvironmentConfig,
-    rendered_manifests: compiler.CompiledEnvironment,
+    rendered_manifests: CompiledEnvironment,
 ) -> dg.MaterializeResult:
     settings = chainops.settings()
     review_mode = chainops.review(environment_config)
-    source = compiler.source_commit(settings.environments_dir)
+    source = source_commit(settings.environments_dir)
     name = rendered_manifests.name
     try:
         forge = chainops.forge() if review_mode == "pull-request" else None
@@ -241,9 +249,9 @@ def gitops_commit(
             else:
                 at = publish.compile_base(repo, base, name, review_mode)
                 compiled_from = {
-                    p: sha for p, sha in rendered_manifests.compiled_from.items() if p != compiler.SOPS_CONFIG_FILE
+                    p: sha for p, sha in rendered_manifests.compiled_from.items() if p != SOPS_CONFIG_FILE
                 }
-                if repo.tree_entries(at, compiler.environment_paths(name)) != compiled_from:
+                if repo.tree_entries(at, environment_paths(name)) != compiled_from:
                     # Another writer changed this environment after rendered_manifests read it:
                     # publishing would overwrite its keys or lock. Nothing is written.
                     raise GitopsError(

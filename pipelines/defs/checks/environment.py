@@ -22,13 +22,18 @@ from pipelines.defs.assets.environment import (
 )
 from pipelines.defs.partitions import environments_partitions
 from pipelines.defs.resources.chainops import ChainopsResource
-from pipelines.lib import compiler
 from pipelines.lib.config import ConfigError, EnvironmentConfig, environment_files, load_all
-from pipelines.lib.errors import ChainopsError
+from pipelines.lib.errors import ChainopsError, ManifestError
 from pipelines.lib.keys import KeySet, open_private_bundle
+from pipelines.lib.kustomize import kustomize_build
+from pipelines.lib.layout import env_dir
 from pipelines.lib.leak_scan import files_holding_private_material
-from pipelines.lib.manifests import ManifestError, kustomize_build, validator_for
+from pipelines.lib.manifests import validator_for
+from pipelines.lib.model import CompiledEnvironment, ExistingEnvironment, GenesisResult
 from pipelines.lib.sealing import is_sops_encrypted
+from pipelines.lib.stages.genesis import check_genesis_lock
+from pipelines.lib.stages.render import render_environment
+from pipelines.lib.stages.validate import parse_files
 
 # Partitioned asset checks are a Dagster preview feature chainops relies on knowingly: say it
 # here once instead of printing the PreviewWarning for every check on every run.
@@ -56,6 +61,8 @@ def problems_for(environment: str, directory: Path) -> tuple[list[str], list[str
     own_paths = [str(p) for p in environment_files(directory) if p.stem == environment]
     own = [p for p in problems if any(path in p for path in own_paths)]
     return own, [p for p in problems if p not in own]
+
+
 
 
 @dg.asset_check(
@@ -86,7 +93,7 @@ def config_valid(context: dg.AssetCheckExecutionContext, chainops: ChainopsResou
 def genesis_lock(
     context: dg.AssetCheckExecutionContext,
     chainops: ChainopsResource,
-    genesis: compiler.GenesisResult,
+    genesis: GenesisResult,
     environment_config: EnvironmentConfig,
     node_keys: KeySet,
 ) -> dg.AssetCheckResult:
@@ -97,7 +104,7 @@ def genesis_lock(
         if allowed:
             existing = existing.without_lock_if_damaged()
         lock = existing.lock
-        compiler.check_genesis_lock(environment_config, lock, genesis, allowed)
+        check_genesis_lock(environment_config, lock, genesis, allowed)
     except ChainopsError as exc:  # any lib error: the check fails with what it could read
         locked = existing_lock_summary(lock)
         computed = {
@@ -131,10 +138,10 @@ def existing_lock_summary(lock: dict | None) -> dict:
     partitions_def=environments_partitions,
     description="Every object validates against the Kubernetes schemas and kubectl kustomize builds the directory.",
 )
-def manifests_valid(rendered_manifests: compiler.CompiledEnvironment) -> dg.AssetCheckResult:
+def manifests_valid(rendered_manifests: CompiledEnvironment) -> dg.AssetCheckResult:
     validator = validator_for()
     problems = []
-    for path, obj in compiler.parse_files(rendered_manifests).items():
+    for path, obj in parse_files(rendered_manifests).items():
         problems += [f"{p.path}: {p.message}" for p in validator.validate(obj, path)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -142,7 +149,7 @@ def manifests_valid(rendered_manifests: compiler.CompiledEnvironment) -> dg.Asse
             (root / path).parent.mkdir(parents=True, exist_ok=True)
             (root / path).write_bytes(data)
         try:
-            built = kustomize_build(root / compiler.env_dir(rendered_manifests.name))
+            built = kustomize_build(root / env_dir(rendered_manifests.name))
         except ManifestError as exc:
             problems.append(str(exc))
             built = ""
@@ -165,12 +172,12 @@ def manifests_valid(rendered_manifests: compiler.CompiledEnvironment) -> dg.Asse
 )
 def no_plaintext_secrets(
     chainops: ChainopsResource,
-    rendered_manifests: compiler.CompiledEnvironment,
+    rendered_manifests: CompiledEnvironment,
     environment_config: EnvironmentConfig,
     node_keys: KeySet,
 ) -> dg.AssetCheckResult:
     plaintext_allowed = environment_config.spec.gitops.secrets.provider == "plaintext"
-    secrets = [p for p, obj in compiler.parse_files(rendered_manifests).items() if obj.get("kind") == "Secret"]
+    secrets = [p for p, obj in parse_files(rendered_manifests).items() if obj.get("kind") == "Secret"]
     unsealed = sorted(p for p in secrets if not is_sops_encrypted(rendered_manifests.files[p]))
     privates = open_private_bundle(node_keys.sealed_private, chainops.identity().secret())
     leaking = files_holding_private_material(rendered_manifests.files, privates, skip=unsealed if plaintext_allowed else ())
@@ -205,17 +212,17 @@ def no_plaintext_secrets(
 )
 def render_deterministic(
     chainops: ChainopsResource,
-    rendered_manifests: compiler.CompiledEnvironment,
+    rendered_manifests: CompiledEnvironment,
     environment_config: EnvironmentConfig,
     node_keys: KeySet,
-    genesis: compiler.GenesisResult,
+    genesis: GenesisResult,
 ) -> dg.AssetCheckResult:
-    again = compiler.render_environment(
+    again = render_environment(
         environment_config,
         node_keys,
         genesis,
         # The rendered files as the committed state, at the snapshot the keys were planned on.
-        compiler.ExistingEnvironment(rendered_manifests.name, dict(rendered_manifests.files), node_keys.based_on),
+        ExistingEnvironment(rendered_manifests.name, dict(rendered_manifests.files), node_keys.based_on),
         chainops.compile_context(),
     )
     differing = sorted(

@@ -12,11 +12,13 @@ import os
 import dagster as dg
 from pydantic import Field, field_validator
 
-from pipelines.lib import compiler, publish
+from pipelines.lib import publish
 from pipelines.lib.config import EnvironmentConfig, environment_files
 from pipelines.lib.forges import FALLBACK_TOKEN_ENV, Forge, ForgeError, ForgeSettings, forge_for
 from pipelines.lib.gitops import TOKEN_ENV, GitopsError, GitopsRepository
 from pipelines.lib.identity_guard import check_published_environment
+from pipelines.lib.layout import owned_paths
+from pipelines.lib.model import CompileContext, ExistingEnvironment
 from pipelines.lib.sealing import AgeIdentity
 from pipelines.lib.settings import Settings, resolve_settings
 
@@ -77,24 +79,24 @@ class ChainopsResource(dg.ConfigurableResource):
     def identity(self) -> AgeIdentity:
         return AgeIdentity.load_or_create(self.settings().home)
 
-    def compile_context(self) -> compiler.CompileContext:
+    def compile_context(self) -> CompileContext:
         settings = self.settings()
-        return compiler.CompileContext(settings.charts_dir, self.identity(), settings.target)
+        return CompileContext(settings.charts_dir, self.identity(), settings.target)
 
     def review(self, config: EnvironmentConfig) -> str:
         """The review mode for one environment: the resource's override, else the file's own."""
         return self.review_mode or config.spec.gitops.review
 
-    def existing(self, environment: str, review_mode: str = "direct", accept_rewind: bool = False) -> compiler.ExistingEnvironment:
+    def existing(self, environment: str, review_mode: str = "direct", accept_rewind: bool = False) -> ExistingEnvironment:
         """The environment's committed files (public or sealed), read in the run worker. In
         pull-request mode that is the open review branch, so a pending change keeps its keys."""
         with self.repository(accept_rewind) as repo:
             base = publish.compile_base(repo, repo.fetch(), environment, review_mode)
-            return compiler.ExistingEnvironment(environment, repo.read_files(base, compiler.owned_paths(environment)), base)
+            return ExistingEnvironment(environment, repo.read_files(base, owned_paths(environment)), base)
 
     def guarded_existing(
         self, config: EnvironmentConfig, reset: bool = False, accept_rewind: bool = False
-    ) -> compiler.ExistingEnvironment:
+    ) -> ExistingEnvironment:
         """:meth:`existing`, after the same run-level identity guards as `chainops compile`:
         a rewound remote (unless accepted, and then not for a lock the rewind changed), and
         chainId and namespace not already held by another published environment."""
@@ -102,14 +104,14 @@ class ChainopsResource(dg.ConfigurableResource):
             base = repo.fetch()
             check_published_environment(repo, base, config, reset, files_present={p.stem for p in environment_files(self.paths().environments_dir)})
             at = publish.compile_base(repo, base, config.name, self.review(config))
-            return compiler.ExistingEnvironment(config.name, repo.read_files(at, compiler.owned_paths(config.name)), at)
+            return ExistingEnvironment(config.name, repo.read_files(at, owned_paths(config.name)), at)
 
-    def existing_at(self, environment: str, commit: str | None, review_mode: str = "direct") -> compiler.ExistingEnvironment:
+    def existing_at(self, environment: str, commit: str | None, review_mode: str = "direct") -> ExistingEnvironment:
         """The files at the commit an earlier step of this run read (``KeySet.based_on``), so
         every step compiles on one snapshot. Fetches only when the cache lacks that commit
         (a step in another pod); a commit the remote no longer has is an error: run again."""
         if commit is None:
-            return compiler.ExistingEnvironment(environment)
+            return ExistingEnvironment(environment)
         with self.repository(accept_rewind=True) as repo:  # node_keys already guarded this run's snapshot
             if not repo.has_commit(commit):
                 publish.compile_base(repo, repo.fetch(), environment, review_mode)
@@ -118,7 +120,7 @@ class ChainopsResource(dg.ConfigurableResource):
                         f"{environment}: GitOps commit {commit[:12]} that node_keys was computed on is gone from "
                         "the repository (a rewritten or deleted branch); materialize node_keys again"
                     )
-            return compiler.ExistingEnvironment(environment, repo.read_files(commit, compiler.owned_paths(environment)), commit)
+            return ExistingEnvironment(environment, repo.read_files(commit, owned_paths(environment)), commit)
 
 
 def default_resource() -> ChainopsResource:

@@ -13,16 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.lib import compiler, publish
+from pipelines.lib import pipeline, publish
 from pipelines.lib.config import EnvironmentConfig
 from pipelines.lib.errors import UsageError
 from pipelines.lib.fingerprint import Fingerprinted, FingerprintStore, environment_fingerprint, source_digest
 from pipelines.lib.forges import Forge
 from pipelines.lib.gitops import GitopsRepository, git_blob_id, group_by_prefix
 from pipelines.lib.identity_guard import check_published
+from pipelines.lib.layout import owned_paths
+from pipelines.lib.model import CompileContext, CompiledEnvironment, Decisions, ExistingEnvironment
 from pipelines.lib.sealed_secrets import CertificateError, resolve_cert_path
 from pipelines.lib.sealing import AgeIdentity
 from pipelines.lib.settings import Settings
+from pipelines.lib.stages.keys import moved_environment
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,10 @@ class Selection:
     requested: tuple[str, ...] = ()  # names given with --decommission (checked against the repository)
     renames: dict[str, str] = field(default_factory=dict)  # new name -> old name (--rename)
     files: frozenset[str] = frozenset()  # every environment that has a file
-    decisions: Mapping[str, compiler.Decisions] = field(default_factory=dict)
+    decisions: Mapping[str, Decisions] = field(default_factory=dict)
 
-    def decided(self, name: str) -> compiler.Decisions:
-        return self.decisions.get(name, compiler.Decisions())
+    def decided(self, name: str) -> Decisions:
+        return self.decisions.get(name, Decisions())
 
     @property
     def resets(self) -> set[str]:
@@ -88,7 +91,7 @@ class FastPath:
 
     @classmethod
     def load(cls, repo: GitopsRepository, base: str | None, settings: Settings, recipient: str, names: list[str]) -> FastPath:
-        owned = {name: compiler.owned_paths(name) for name in names}
+        owned = {name: owned_paths(name) for name in names}
         entries = repo.tree_entries(base, tuple(p for paths in owned.values() for p in paths)) if names else {}
         grouped = group_by_prefix(entries, tuple(p for paths in owned.values() for p in paths))
         trees = {name: {p: sha for prefix in paths for p, sha in grouped[prefix].items()} for name, paths in owned.items()}
@@ -115,7 +118,7 @@ class FastPath:
     def hit(self, config: EnvironmentConfig) -> Fingerprinted | None:
         return self.store.matches(config.name, self.fingerprint(config, self.trees.get(config.name, {})))
 
-    def remember(self, config: EnvironmentConfig, compiled: compiler.CompiledEnvironment) -> None:
+    def remember(self, config: EnvironmentConfig, compiled: CompiledEnvironment) -> None:
         tree = {path: git_blob_id(data) for path, data in compiled.files.items()}
         entry = Fingerprinted(self.fingerprint(config, tree), compiled.genesis_hash, compiled.object_count)
         self.store.record(config.name, entry)
@@ -131,9 +134,9 @@ class RunPlan:
     fast: FastPath
     skipped: dict[str, Fingerprinted]  # unchanged since the last publish (fast path)
     todo: list[EnvironmentConfig]
-    compiled: list[compiler.CompiledEnvironment]
+    compiled: list[CompiledEnvironment]
     items: list[publish.PublishItem]
-    existing: dict[str, compiler.ExistingEnvironment] = field(default_factory=dict)  # what each compile started from
+    existing: dict[str, ExistingEnvironment] = field(default_factory=dict)  # what each compile started from
 
     @property
     def orphans(self) -> set[str]:
@@ -145,7 +148,7 @@ def plan_run(
     settings: Settings,
     selection: Selection,
     identity: AgeIdentity,
-    ctx: compiler.CompileContext,
+    ctx: CompileContext,
     source: str | None,
     *,
     jobs: int,
@@ -175,17 +178,17 @@ def plan_run(
         at = publish.compile_base(repo, base, c.name, c.spec.gitops.review)
         if c.name in selection.renames:  # the old environment's state, under the new name
             old = selection.renames[c.name]
-            old_state = compiler.ExistingEnvironment(old, repo.read_files(base, compiler.owned_paths(old)), base)
-            existing = compiler.moved_environment(old_state, c.name, identity)
+            old_state = ExistingEnvironment(old, repo.read_files(base, owned_paths(old)), base)
+            existing = moved_environment(old_state, c.name, identity)
             on_base[c.name] = existing.files  # review it as a change of the moved network, not a new one
         elif at == base:  # the fast path already listed every environment's files at base
-            existing = compiler.ExistingEnvironment(c.name, repo.read_blobs(fast.trees[c.name]), at)
+            existing = ExistingEnvironment(c.name, repo.read_blobs(fast.trees[c.name]), at)
             on_base[c.name] = existing.files
         else:
-            existing = compiler.ExistingEnvironment(c.name, repo.read_files(at, compiler.owned_paths(c.name)), at)
+            existing = ExistingEnvironment(c.name, repo.read_files(at, owned_paths(c.name)), at)
         existing_by_name[c.name] = existing
         tasks.append((c, existing, ctx, selection.decided(c.name)))
-    compiled = compiler.compile_many(tasks, jobs)
+    compiled = pipeline.compile_many(tasks, jobs)
     items = [
         publish.plan_compiled(repo, base, c, cfg.profile.name, cfg.spec.gitops.review, source, on_base.get(c.name))
         for c, cfg in zip(compiled, todo)

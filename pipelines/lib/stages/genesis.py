@@ -1,0 +1,237 @@
+"""Genesis stage: the genesis document and block hash, the lock that pins them, and the
+guards on a published chain (genesis lock, validator vote plan).
+
+The genesis algorithm itself (extraData, the block hash, sources cited) is the pure
+pipelines.lib.genesis; the vote planning is pipelines.lib.validator_plan.
+"""
+
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pipelines.lib import genesis as genesis_lib
+from pipelines.lib.chart_values import pod_host
+from pipelines.lib.config import EnvironmentConfig, parse_balance
+from pipelines.lib.errors import GuardError
+from pipelines.lib.keys import (
+    KeySet,
+)
+from pipelines.lib.layout import (
+    GENESIS_FILE,
+    env_dir,
+)
+from pipelines.lib.model import Decisions, ExistingEnvironment, GenesisResult
+from pipelines.lib.validator_plan import Validator, ValidatorPlan, describe_step, plan_change
+
+
+def genesis_validators(config: EnvironmentConfig, keys: KeySet, lock: dict | None, reset: bool) -> tuple[str, ...]:
+    """The genesis validator set: locked once committed, so validator changes never touch genesis."""
+    if config.spec.network.consensus == "ethash":
+        return ()
+    if lock and not reset and lock.get("genesisHash"):
+        return tuple(lock.get("validators", ()))
+    return tuple(n.address for n in keys.validators)
+
+
+def genesis_spec(config: EnvironmentConfig, keys: KeySet, validators: tuple[str, ...]) -> genesis_lib.GenesisSpec:
+    network = config.spec.network
+    generated = {a.name: a.address for a in keys.accounts}
+    alloc = tuple(
+        (account.address or generated[account.name or ""], account.balance_wei) for account in config.spec.accounts
+    )
+    selector = (network.validatorContractAddress or "").lower()
+    contracts = []
+    for contract in config.spec.contracts:
+        storage = dict(contract.storage_words())
+        if contract.address.lower() == selector:
+            # The validator contract's first state variable is `address[] validators`.
+            ordered = genesis_lib.canonical_validator_order(validators)
+            for slot, value in genesis_lib.address_array_storage(ordered).items():
+                if storage.get(slot, value) != value:
+                    raise GuardError(
+                        f"{config.source_path}: contracts: storage slot {slot} of the validator contract is "
+                        "computed by chainops (validators array at slot 0); remove it from the file"
+                    )
+                storage[slot] = value
+        contracts.append(
+            genesis_lib.ContractAlloc(contract.address, contract.code, tuple(sorted(storage.items())), parse_balance(contract.balance))
+        )
+    return genesis_lib.GenesisSpec(
+        client=network.client,
+        consensus=network.consensus,
+        chain_id=network.chainId,
+        block_period_seconds=network.blockPeriodSeconds,
+        gas_limit=network.gasLimit,
+        timestamp=network.genesisTimestamp,
+        validators=validators,
+        alloc=alloc,
+        contracts=tuple(contracts),
+        zero_base_fee=network.zeroBaseFee,
+        contract_size_limit=network.contractSizeLimit,
+        validator_contract=network.validatorContractAddress,
+    )
+
+
+def validator_plan_for(config: EnvironmentConfig, keys: KeySet, lock: dict | None, reset: bool) -> ValidatorPlan | None:
+    """The votes that take the live validator set (the lock's validator nodes) to the
+    validator nodes of this compile. A first compile or a genesis reset puts the set into
+    genesis instead: no plan."""
+    if not lock or reset:
+        return None
+    before = [Validator(n["name"], n["address"]) for n in lock.get("nodes", []) if n.get("role") == "validator"]
+    after = [Validator(n.name, n.address) for n in keys.validators]
+    network = config.spec.network
+    return plan_change(network.consensus, before, after, by_contract=network.validatorSelection == "contract")
+
+
+def check_validator_plan(config: EnvironmentConfig, plan: ValidatorPlan | None, decisions: Decisions) -> None:
+    """Refuse validator changes the network cannot carry out as published: one that lowers
+    the fault tolerance by more than a step, or (review: direct, which applies the commit
+    at once) removals whose votes have not been confirmed as passed."""
+    if plan is None:
+        return
+    where = f"{config.source_path}: nodes.validators"
+    if plan.problems and not decisions.allow_unsafe_validator_change:
+        route = " -> ".join(str(n) for n in (len(plan.before), *plan.route))
+        raise GuardError(
+            f"{where}: {'; '.join(plan.problems)}. Change it in steps ({route} validators), one change per step, "
+            f"each after the previous one's votes have passed; or re-run with --allow-unsafe-validator-change {config.name}"
+        )
+    if plan.removals and config.spec.gitops.review == "direct" and not decisions.validators_voted:
+        steps = "; ".join(f"{i}. {describe_step(plan, step)}" for i, step in enumerate(plan.removals, 1))
+        raise GuardError(
+            f"{where}: removing {', '.join(s.target.name for s in plan.removals)} from the live chain: review: direct "
+            f"publishes at once and stops their pods, so vote them out first, one at a time, checking "
+            f"{plan.set_method}(\"latest\") after each: {steps}. Nothing was written. Then re-run with "
+            f"--validators-voted {config.name}"
+        )
+
+
+def compute_genesis(
+    config: EnvironmentConfig, keys: KeySet, existing: ExistingEnvironment | None = None, allow_change: bool = False
+) -> GenesisResult:
+    """The genesis for the environment; for a locked environment, the locked validator set."""
+    lock = existing.lock if existing else None
+    validators = genesis_validators(config, keys, lock, reset=allow_change)
+    spec = genesis_spec(config, keys, validators)
+    document = genesis_lib.build_genesis(spec)
+    block_hash = genesis_lib.genesis_block_hash(document)
+    json_bytes = genesis_lib.genesis_json_bytes(document)
+    ordered = tuple(genesis_lib.canonical_validator_order(validators)) if validators else ()
+    locked_hash = lock.get("genesisHash") if lock else None
+    previous_doc = _previous_genesis(existing)
+    file_sha256 = hashlib.sha256(json_bytes).hexdigest()
+    chain_changes = _locked_chain_changes(config, lock)
+    changed = lock is not None and (
+        locked_hash != block_hash
+        or lock.get("genesisFileSha256", file_sha256) != file_sha256
+        or (previous_doc is not None and previous_doc != document)
+        or bool(chain_changes)
+    )
+    return GenesisResult(
+        document=document,
+        json_bytes=json_bytes,
+        block_hash=block_hash,
+        validators=ordered,
+        validator_plan=validator_plan_for(config, keys, lock, reset=allow_change),
+        previous_hash=locked_hash if changed else None,
+        differences=tuple(dict.fromkeys(chain_changes + genesis_differences(previous_doc, document))) if changed else (),
+    )
+
+
+def _locked_chain_changes(config: EnvironmentConfig, lock: dict | None) -> list[str]:
+    """What the environment file changes in the chain the lock records. chainId, networkId
+    and the consensus are not all in the block hash, and genesis.json may be gone, so the
+    lock's own fields are compared too."""
+    if lock is None:
+        return []
+    network = config.spec.network
+    wanted = {
+        "chainId": network.chainId,
+        "networkId": network.effective_network_id,
+        "client": network.client,
+        "consensus": network.consensus,
+    }
+    return [f"{key}: {lock.get(key)!r} -> {value!r}" for key, value in wanted.items() if lock.get(key) != value]
+
+
+def _previous_genesis(existing: ExistingEnvironment | None) -> dict | None:
+    data = existing.files.get(env_dir(existing.name) + GENESIS_FILE) if existing else None
+    return json.loads(data) if data else None
+
+
+def genesis_differences(old: dict | None, new: dict) -> list[str]:
+    """What changed between two genesis documents, in words a reviewer can check."""
+    if old is None:
+        return []
+    found: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if key == "config" and isinstance(before, dict) and isinstance(after, dict):
+            found += [
+                f"config.{k}: {before.get(k)!r} -> {after.get(k)!r}"
+                for k in sorted(set(before) | set(after))
+                if before.get(k) != after.get(k)
+            ]
+        elif key == "alloc" and isinstance(before, dict) and isinstance(after, dict):
+            for address in sorted(set(before) | set(after)):
+                if address not in before:
+                    found.append(f"alloc: {address} added")
+                elif address not in after:
+                    found.append(f"alloc: {address} removed")
+                elif before[address] != after[address]:
+                    found.append(f"alloc: {address} changed")
+        elif key == "extraData":
+            found.append("extraData: the genesis validator set changed")
+        else:
+            found.append(f"{key}: {before!r} -> {after!r}")
+    return found
+
+
+def check_genesis_lock(
+    config: EnvironmentConfig, lock: dict | None, genesis: GenesisResult, allow_change: bool
+) -> None:
+    """A committed genesis never changes by accident: that would fork or reset a live chain."""
+    if not lock or not genesis.changed or allow_change:
+        return
+    what = "; ".join(genesis.differences) or "see genesis.json"
+    if lock["genesisHash"] == genesis.block_hash:
+        hashes = f"block hash unchanged ({genesis.block_hash}) but the chain it describes is not"
+    else:
+        hashes = f"block hash {lock['genesisHash']} -> {genesis.block_hash}"
+    raise GuardError(
+        f"{config.source_path}: the committed genesis would change ({what}): {hashes}; genesis.json sha256 "
+        f"{lock.get('genesisFileSha256', '(not locked)')} -> {genesis.file_sha256}. This resets the chain: nodes "
+        f"with the old genesis will not follow the new one. Re-run with --allow-genesis-change {config.name} "
+        "if that is intended"
+    )
+
+
+def build_lock(config: EnvironmentConfig, keys: KeySet, genesis: GenesisResult) -> dict[str, Any]:
+    namespace = config.spec.kubernetes.namespace
+    return {
+        "environment": config.name,
+        "chainId": config.spec.network.chainId,
+        "networkId": config.spec.network.effective_network_id,
+        "client": config.spec.network.client,
+        "consensus": config.spec.network.consensus,
+        "genesisHash": genesis.block_hash,
+        "genesisFileSha256": genesis.file_sha256,
+        "validators": list(genesis.validators),
+        "nodes": [
+            {
+                "name": n.name,
+                "role": n.role,
+                "address": n.address,
+                "enode": n.enode(pod_host(n, namespace), 30301 if n.role == "bootnode" else 30303),
+                "secret": n.secret_name,
+            }
+            for n in keys.nodes
+        ],
+        "accounts": [{"name": a.name, "address": a.address, "secret": a.secret_name} for a in keys.accounts],
+    }
