@@ -20,7 +20,7 @@ from pathlib import Path
 
 from git.exc import GitError
 
-from pipelines.lib import cluster_keys, publish, review, smoke
+from pipelines.lib import cluster_keys, pipeline, publish, review, smoke
 from pipelines.lib.actions import Selection, check_selection, plan_run, publish_run
 from pipelines.lib.config import EnvironmentConfig, load_all
 from pipelines.lib.dry_run import Labeller, dry_run_home, key_labels
@@ -34,9 +34,6 @@ from pipelines.lib.pipeline import dry_compile_many
 from pipelines.lib.publish import source_commit
 from pipelines.lib.sealing import AgeIdentity
 from pipelines.lib.settings import Settings, resolve_settings
-from pipelines.lib.stages.genesis import check_genesis_lock, check_validator_plan, compute_genesis
-from pipelines.lib.stages.keys import compute_keys
-from pipelines.lib.stages.render import render_environment
 from pipelines.lib.validator_plan import describe_step
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -508,11 +505,8 @@ def _rotate(
         existing = ExistingEnvironment(
             config.name, repo.read_files(read_base, owned_paths(config.name)), read_base
         )
-        keys = compute_keys(config, existing, identity, rotate={args.node})
-        genesis = compute_genesis(config, keys, existing, False)
-        check_genesis_lock(config, existing.lock, genesis, False)
-        check_validator_plan(config, genesis.validator_plan, Decisions())
-        compiled = render_environment(config, keys, genesis, existing, ctx)
+        done = pipeline.compile_stages(config, existing, ctx, rotate={args.node})
+        keys, compiled = done.keys, done.compiled
         item = publish.plan_compiled(repo, base, compiled, config.profile.name, config.spec.gitops.review, source)
         title = f"chainops: rotate p2p key of {args.node} in {config.name}\n"
         change = dataclasses.replace(item.change, message=title + item.change.message.split("\n", 1)[1])

@@ -1,4 +1,6 @@
-"""The Dagster code location `pipelines.definitions` (see workspace.yaml).
+"""The Dagster code location `pipelines.definitions` (see workspace.yaml), assembled from its
+domains (environments, compile, publish; as dagster-open-platform does): each domain lists
+its own assets, checks, sensors and schedules once, here they are only merged.
 
 Runs use the in-process executor: a run compiles one environment whose steps form a
 chain, so a process per step would only add start-up time (about 3 s each); parallelism
@@ -7,31 +9,18 @@ comes from running environments as separate runs.
 
 import dagster as dg
 
-from pipelines.defs.assets.environment import (
-    environment_config,
-    genesis,
-    gitops_commit,
-    node_keys,
-    rendered_manifests,
-)
-from pipelines.defs.checks.environment import (
-    config_valid,
-    genesis_lock,
-    manifests_valid,
-    no_plaintext_secrets,
-    render_deterministic,
-)
-from pipelines.defs.jobs.compile import compile_environments
-from pipelines.defs.resources.chainops import default_resource
-from pipelines.defs.schedules.nightly import nightly_reconcile
-from pipelines.defs.sensors.environment_files import environment_files_sensor
+from pipelines.defs import compile as compile_domain
+from pipelines.defs import environments, publish
+from pipelines.defs.jobs import compile_environments
+from pipelines.defs.resources import default_resource
 
-defs = dg.Definitions(
-    assets=[environment_config, node_keys, genesis, rendered_manifests, gitops_commit],
-    asset_checks=[config_valid, genesis_lock, manifests_valid, no_plaintext_secrets, render_deterministic],
-    jobs=[compile_environments],
-    sensors=[environment_files_sensor],
-    schedules=[nightly_reconcile],
-    resources={"chainops": default_resource()},
-    executor=dg.in_process_executor,
+defs = dg.Definitions.merge(
+    environments.defs,
+    compile_domain.defs,
+    publish.defs,
+    dg.Definitions(
+        jobs=[compile_environments],
+        resources={"chainops": default_resource()},
+        executor=dg.in_process_executor,
+    ),
 )

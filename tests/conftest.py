@@ -15,7 +15,7 @@ from pipelines.cli import main as cli_main
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The tests' own copy of the example environments (with certs/): a team edits
 # environments/*.yaml for its networks, and no test may depend on what it writes there.
-# tests/test_examples.py checks the shipped examples by what they are, not by their content.
+# tests/config/test_examples.py checks the shipped examples by what they are, not by their content.
 EXAMPLES = REPO_ROOT / "tests" / "fixtures" / "environments"
 SHIPPED_EXAMPLES = REPO_ROOT / "environments"
 EXAMPLE_NAMES = tuple(sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
@@ -23,14 +23,19 @@ EXAMPLE_NAMES = tuple(sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
 
 # Modules whose tests start servers or many processes; `make test-fast` skips them.
 SLOW_MODULES = frozenset({
-    "test_smoke", "test_dagster_dev", "test_dagster_postgres", "test_dagster_concurrency", "test_concurrency",
-    "test_faults", "test_property", "test_identity_property", "test_leaks", "test_benchmark", "test_publish_e2e",
+    "test_concurrency", "test_faults", "test_property", "test_identity_property", "test_leaks", "test_benchmark",
+    "test_publish_e2e",
 })
+# Whole directories that boot Dagster runs, servers or client pods; elsewhere, tests named
+# test_dagster_* materialize Dagster runs too.
+SLOW_DIRECTORIES = frozenset({"dagster", "smoke"})
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+        module = item.module.__name__.split(".")
+        in_slow_directory = len(module) > 2 and module[1] in SLOW_DIRECTORIES
+        if module[-1] in SLOW_MODULES or in_slow_directory or item.name.startswith("test_dagster_"):
             item.add_marker(pytest.mark.slow)
 
 
@@ -110,3 +115,7 @@ def workspace_dirs(tmp_path: Path, monkeypatch) -> Workspace:
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(remote)], check=True)
     return Workspace(envs, remote, tmp_path / "home", tmp_path)
+
+
+# The PostgreSQL server fixture, for every module that asks for it.
+from tests.postgres_server import postgres  # noqa: E402,F401

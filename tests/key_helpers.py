@@ -175,3 +175,11 @@ def leaked(needles: set[bytes], haystack: bytes) -> list[str]:
     message must not print the secret it found."""
     lower = haystack.lower()
     return sorted(hashlib.sha256(n).hexdigest()[:12] for n in needles if n in haystack or n.lower() in lower)
+
+
+def secrets_of(work: Path, env: str, identity: Path) -> dict[str, dict[str, str]]:
+    found = {}
+    for path in sorted((work / "rendered" / env).glob("*/secret-*.yaml")):
+        doc = sops_decrypt(path, identity)
+        found[doc["metadata"]["name"]] = {k: base64.b64decode(v).decode() for k, v in doc["data"].items()}
+    return found

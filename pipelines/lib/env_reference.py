@@ -2,7 +2,7 @@
 
 Every field of `chainops/v1` with its type, default and allowed values, read from the
 pydantic models in config.py, so the reference cannot drift from what chainops accepts
-(`tests/test_docs.py` fails when the committed file is stale). Regenerate with
+(`tests/config/test_docs.py` fails when the committed file is stale). Regenerate with
 `python -m pipelines.lib.env_reference > docs/environment-file.md`.
 """
 

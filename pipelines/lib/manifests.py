@@ -25,7 +25,7 @@ import jsonschema
 import kubernetes_validate
 from referencing import Registry, Resource
 
-from pipelines.lib.crd_schemas import CUSTOM_SCHEMAS
+from pipelines.lib.crd_schemas import custom_schema
 from pipelines.lib.errors import ManifestError
 
 # Kubernetes schema version every object is validated against.
@@ -196,7 +196,7 @@ class SchemaValidator:
             # NetworkPolicy is not validated as networking.k8s.io/v1 NetworkPolicy.
             if {"group": group, "version": version, "kind": kind} in schema.get("x-kubernetes-group-version-kind", []):
                 return schema
-        return CUSTOM_SCHEMAS.get((api_version, kind))
+        return custom_schema(api_version, kind)
 
 
 def validator_for(kubernetes_version: str = KUBERNETES_VERSION) -> SchemaValidator:

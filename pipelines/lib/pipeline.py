@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from pipelines.lib import genesis as genesis_lib
@@ -17,8 +18,16 @@ from pipelines.lib.config import ConfigError, EnvironmentConfig
 from pipelines.lib.errors import GuardError
 from pipelines.lib.keys import (
     KeyPolicyError,
+    KeySet,
 )
-from pipelines.lib.model import CompileContext, CompiledEnvironment, Decisions, ExistingEnvironment, StageTimes
+from pipelines.lib.model import (
+    CompileContext,
+    CompiledEnvironment,
+    Decisions,
+    ExistingEnvironment,
+    GenesisResult,
+    StageTimes,
+)
 from pipelines.lib.processes import die_with_parent
 from pipelines.lib.render import RenderError
 from pipelines.lib.sealing import (
@@ -30,6 +39,41 @@ from pipelines.lib.stages.render import render_environment
 from pipelines.lib.stages.validate import ManifestValidationError
 
 
+@dataclass(frozen=True)
+class Compilation:
+    """One environment through every stage: what each stage produced."""
+
+    keys: KeySet
+    genesis: GenesisResult
+    compiled: CompiledEnvironment
+
+
+def compile_stages(
+    config: EnvironmentConfig,
+    existing: ExistingEnvironment,
+    ctx: CompileContext,
+    decisions: Decisions | bool = False,
+    mnemonic: str | None = None,
+    rotate: Collection[str] = (),
+) -> Compilation:
+    """The stage order, written once: keys -> genesis (with the lock and validator-plan
+    guards) -> rendered, sealed, validated files; all in memory. `decisions`: the
+    operator's explicit choices (a bool is --allow-genesis-change alone); `rotate`: nodes
+    whose p2p key is replaced (`chainops keys rotate`)."""
+    times = StageTimes()
+    decisions = Decisions.of(decisions)
+    allow_genesis_change = decisions.allow_genesis_change
+    if allow_genesis_change:
+        existing = existing.without_lock_if_damaged()
+    with times.stage("keys"):
+        keys = compute_keys(config, existing, ctx.identity, rotate=rotate, mnemonic=mnemonic, reset=allow_genesis_change)
+    with times.stage("genesis"):
+        genesis = compute_genesis(config, keys, existing, allow_genesis_change)
+        check_genesis_lock(config, existing.lock, genesis, allow_genesis_change)
+        check_validator_plan(config, genesis.validator_plan, decisions)
+    return Compilation(keys, genesis, render_environment(config, keys, genesis, existing, ctx, times))
+
+
 def compile_environment(
     config: EnvironmentConfig,
     existing: ExistingEnvironment,
@@ -37,21 +81,20 @@ def compile_environment(
     decisions: Decisions | bool = False,
     mnemonic: str | None = None,
 ) -> CompiledEnvironment:
-    """Keys, genesis (with the lock and validator-plan guards) and rendered, sealed,
-    validated files: all in memory. `decisions`: the operator's explicit choices (a bool
-    is --allow-genesis-change alone)."""
-    times = StageTimes()
-    decisions = Decisions.of(decisions)
-    allow_genesis_change = decisions.allow_genesis_change
-    if allow_genesis_change:
-        existing = existing.without_lock_if_damaged()
-    with times.stage("keys"):
-        keys = compute_keys(config, existing, ctx.identity, mnemonic=mnemonic, reset=allow_genesis_change)
-    with times.stage("genesis"):
-        genesis = compute_genesis(config, keys, existing, allow_genesis_change)
-        check_genesis_lock(config, existing.lock, genesis, allow_genesis_change)
-        check_validator_plan(config, genesis.validator_plan, decisions)
-    return render_environment(config, keys, genesis, existing, ctx, times)
+    """:func:`compile_stages`, the files only (what compile workers return)."""
+    return compile_stages(config, existing, ctx, decisions, mnemonic).compiled
+
+
+def nondeterministic_files(
+    config: EnvironmentConfig, keys: KeySet, genesis: GenesisResult, compiled: CompiledEnvironment, ctx: CompileContext
+) -> list[str]:
+    """Paths whose bytes differ when the same inputs are rendered again, with the first
+    render's files as the committed state (so sealed Secrets keep their ciphertext, as a
+    re-run does). Empty for a deterministic render: a re-run with nothing changed must
+    write the same bytes and make no commit (run by `chainops validate` and by Dagster's
+    render_deterministic check)."""
+    again = render_environment(config, keys, genesis, ExistingEnvironment(compiled.name, dict(compiled.files), keys.based_on), ctx)
+    return sorted(p for p in set(again.files) | set(compiled.files) if again.files.get(p) != compiled.files.get(p))
 
 
 # Problems that are the environment file's (or its charts' values'), reported per environment.
@@ -72,10 +115,13 @@ def dry_compile_problem(config: EnvironmentConfig, ctx: CompileContext) -> str |
 
         throwaway_words = generate_mnemonic(12, Language.ENGLISH)
     try:
-        compile_environment(config, ExistingEnvironment(config.name), ctx, mnemonic=throwaway_words)
+        done = compile_stages(config, ExistingEnvironment(config.name), ctx, mnemonic=throwaway_words)
+        differing = nondeterministic_files(config, done.keys, done.genesis, done.compiled, ctx)
     except _DRY_COMPILE_PROBLEMS as exc:
         message = str(exc)
         return message if message.startswith(config.source_path) else f"{config.source_path}: {message}"
+    if differing:
+        return f"{config.source_path}: rendering the same inputs twice gave different bytes in {', '.join(differing)}"
     return None
 
 
