@@ -406,6 +406,18 @@ class GitopsSpec(_Strict):
     controller: Literal["flux", "argocd"] = "flux"
     secrets: SecretsSpec = SecretsSpec()
     review: Literal["direct", "pull-request"] = "direct"
+    # Flux: the Secret in flux-system holding the GitOps repository's credentials (the
+    # GitRepository's spec.secretRef: an SSH deploy key or an HTTPS token, see
+    # docs/deploy-flux.md); null for a public repository. Argo CD matches repository
+    # credentials by URL instead (`argocd repo add`), so it is not referenced there.
+    repositorySecret: str | None = "chainops-gitops-auth"
+
+    @field_validator("repositorySecret")
+    @classmethod
+    def _secret_name(cls, v: str | None) -> str | None:
+        if v is not None and not DNS_NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a Secret name (a DNS-1123 subdomain: lower-case letters, digits, '-' and '.')")
+        return v
 
 
 class EnvironmentSpec(_Strict):

@@ -86,6 +86,9 @@ def bootstrap_objects(config: EnvironmentConfig, target: PublishTarget) -> list[
         "timeout": "5m",
         "sourceRef": {"kind": "GitRepository", "name": name},
     }
+    repository_spec: dict[str, Any] = {"interval": "1m", "url": url, "ref": {"branch": target.branch}}
+    if config.spec.gitops.repositorySecret:  # credentials of a private repository (ssh key or https token)
+        repository_spec["secretRef"] = {"name": config.spec.gitops.repositorySecret}
     if config.spec.gitops.secrets.provider == "sops":
         kustomization_spec["decryption"] = {"provider": "sops", "secretRef": {"name": "sops-age"}}
     return [
@@ -93,7 +96,7 @@ def bootstrap_objects(config: EnvironmentConfig, target: PublishTarget) -> list[
             "apiVersion": "source.toolkit.fluxcd.io/v1",
             "kind": "GitRepository",
             "metadata": {"name": name, "namespace": "flux-system", "labels": labels},
-            "spec": {"interval": "1m", "url": url, "ref": {"branch": target.branch}},
+            "spec": repository_spec,
         },
         {
             "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
