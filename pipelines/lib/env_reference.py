@@ -41,6 +41,7 @@ NOTES = {
     "images": "image key -> `repo:tag`, `repo:tag@sha256:...` or `repo@sha256:...`",
     "values": "chart -> Helm-style overrides, checked against values.schema.json",
     "gitops.secrets.ageRecipients": "the cluster's recipients (`chainops cluster init ENV`)",
+    "gitops.repositorySecret": "Flux: Secret in flux-system with the repository credentials (GitRepository secretRef); null: public repository",
     "decommission": "remove the published output in one commit",
     "production": "apply the production policy (README) and refuse mnemonic keys",
 }

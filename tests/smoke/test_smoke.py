@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
 import signal
 import subprocess
@@ -23,20 +22,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLES, git, venv_tool
+from tests.smoke_helpers import BIN_DIR, ETHASH_BIN_DIR, MISSING
 
-BIN_DIR = Path(os.environ.get("CHAINOPS_GETH_DIR") or Path.home() / ".cache" / "chainops" / "geth-v1.13.15" / "bin")
-REQUIRED = os.environ.get("CHAINOPS_REQUIRE_SMOKE") == "1"
-# geth-ethash pins geth v1.11.6 (built with go1.21 by make smoke-bins).
-ETHASH_BIN_DIR = Path(os.environ.get("CHAINOPS_ETHASH_GETH_DIR") or Path.home() / ".cache" / "chainops" / "geth-v1.11.6" / "bin")
-MISSING = [what for what, ok in (
-    ("geth", (BIN_DIR / "geth").is_file()),
-    ("bootnode", (BIN_DIR / "bootnode").is_file()),
-    ("geth v1.11.6", (ETHASH_BIN_DIR / "geth").is_file() and (ETHASH_BIN_DIR / "bootnode").is_file()),
-    ("bwrap", subprocess.run(["sh", "-c", "command -v bwrap"], capture_output=True).returncode == 0),
-    ("root", os.geteuid() == 0),
-) if not ok]
-if MISSING and REQUIRED:
-    raise RuntimeError(f"smoke tests required but missing: {', '.join(MISSING)}")
 pytestmark = [
     pytest.mark.skipif(bool(MISSING), reason=f"smoke needs {', '.join(MISSING)}"),
     pytest.mark.xdist_group("smoke"),  # one worker: the namespace checks see only their own runs

@@ -23,7 +23,7 @@ What the guides may use, and this file acts on:
 - `<!-- docs-test: ACTION ARGS -->` does to the sandbox what the prose says happened
   outside chainops (ACTIONS below).
 
-`chainops smoke` lines run only where tests/test_smoke.py runs (geth binaries, bwrap,
+`chainops smoke` lines run only where tests/smoke/test_smoke.py runs (geth binaries, bwrap,
 root; CHAINOPS_REQUIRE_SMOKE=1 makes a missing one an error), one smoke at a time on the
 machine, as there.
 """
@@ -44,7 +44,7 @@ import pytest
 import yaml
 
 from tests.conftest import EXAMPLES, REPO_ROOT
-from tests.test_smoke import MISSING as SMOKE_MISSING
+from tests.smoke_helpers import MISSING as SMOKE_MISSING
 
 DOCS = ("deploy-flux.md", "deploy-argocd.md", "operations.md")
 SHOWN_ROOT = "/tmp/chainops-docs"  # where the outputs shown in the guides were printed
@@ -242,7 +242,7 @@ class Sandbox:
             self.skipped.append(step)
             return
         argv = [str(self.home) if arg == "$CHAINOPS_HOME" else arg for arg in step.argv]
-        if smoke:  # one smoke at a time on this machine, as tests/test_smoke.py runs them
+        if smoke:  # one smoke at a time on this machine, as tests/smoke/test_smoke.py runs them
             with open(Path(tempfile.gettempdir()) / "chainops-smoke-tests.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 code, out, err = self.run(*argv)
@@ -262,7 +262,7 @@ class Sandbox:
 
 
 # deploy-flux.md boots `dev` with smoke (about 18 s here): slow, and one smoke at a time as in
-# tests/test_smoke.py; the other two guides take a few seconds.
+# tests/smoke/test_smoke.py; the other two guides take a few seconds.
 GUIDE_RUNS = [
     pytest.param("deploy-flux.md", marks=[pytest.mark.slow, pytest.mark.xdist_group("smoke")]),
     "deploy-argocd.md",
