@@ -34,7 +34,7 @@ from pipelines.lib.pipeline import dry_compile_many
 from pipelines.lib.publish import source_commit
 from pipelines.lib.sealing import AgeIdentity
 from pipelines.lib.settings import Settings, resolve_settings
-from pipelines.lib.stages.genesis import check_genesis_lock, check_validator_plan, compute_genesis
+from pipelines.lib.stages.genesis import check_genesis_lock, check_transitions, check_validator_plan, compute_genesis
 from pipelines.lib.stages.keys import compute_keys
 from pipelines.lib.stages.render import render_environment
 from pipelines.lib.validator_plan import describe_step
@@ -72,6 +72,15 @@ def _add_guard_flags(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="ENV",
         help="publish a validator change of ENV that lowers its fault tolerance by more than one step",
+    )
+    parser.add_argument(
+        "--confirm-transitions",
+        dest="transition_confirmed",
+        action="append",
+        default=[],
+        metavar="ENV",
+        help="confirm that the blocks of ENV's new or changed consensus transitions are still ahead of its chain head "
+        "(with network.rpcUrl set, the node's head is checked as well)",
     )
     parser.add_argument(
         "--accept-remote-rewind",
@@ -198,6 +207,7 @@ def _decisions(args: argparse.Namespace | None, configs: dict[str, EnvironmentCo
         "allow_genesis_change": "--allow-genesis-change",
         "validators_voted": "--validators-voted",
         "allow_unsafe_validator_change": "--allow-unsafe-validator-change",
+        "transition_confirmed": "--confirm-transitions",
     }
     decisions: dict[str, Decisions] = {}
     for attribute, flag in flags.items():
@@ -309,6 +319,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"{item.name}: genesis {item.genesis_hash}  objects {item.object_count}  {outcomes[item.name].describe()}")
         if item.genesis_changed_from:
             print(f"{item.name}: GENESIS CHANGED from {item.genesis_changed_from} (the chain was reset)")
+        for transition in outcomes[item.name].summary.transitions_added:
+            print(f"{item.name}: consensus transition at block {transition.block} ({'; '.join(transition.changes)}): "
+                  "every node must restart with the new genesis before that block (applying this commit rolls the pods)")
         if item.validator_plan is not None:
             for step in item.validator_plan.removals:
                 print(f"{item.name}: validator vote (passed, --validators-voted): {describe_step(item.validator_plan, step)}")
@@ -512,6 +525,7 @@ def _rotate(
         genesis = compute_genesis(config, keys, existing, False)
         check_genesis_lock(config, existing.lock, genesis, False)
         check_validator_plan(config, genesis.validator_plan, Decisions())
+        check_transitions(config, genesis, Decisions())
         compiled = render_environment(config, keys, genesis, existing, ctx)
         item = publish.plan_compiled(repo, base, compiled, config.profile.name, config.spec.gitops.review, source)
         title = f"chainops: rotate p2p key of {args.node} in {config.name}\n"

@@ -26,7 +26,7 @@ from pipelines.lib.keys import KeySet
 from pipelines.lib.layout import SOPS_CONFIG_FILE, environment_paths
 from pipelines.lib.model import CompiledEnvironment, Decisions, ExistingEnvironment, GenesisResult
 from pipelines.lib.publish import source_commit
-from pipelines.lib.stages.genesis import check_validator_plan, compute_genesis
+from pipelines.lib.stages.genesis import check_transitions, check_validator_plan, compute_genesis
 from pipelines.lib.stages.keys import compute_keys
 from pipelines.lib.stages.render import render_environment
 from pipelines.lib.stages.seal import sealed_secret_paths
@@ -41,11 +41,13 @@ ALLOW_GENESIS_CHANGE_TAG = "chainops/allow-genesis-change"
 ACCEPT_REWIND_TAG = "chainops/accept-remote-rewind"
 VALIDATORS_VOTED_TAG = "chainops/validators-voted"
 ALLOW_UNSAFE_VALIDATOR_CHANGE_TAG = "chainops/allow-unsafe-validator-change"
+CONFIRM_TRANSITIONS_TAG = "chainops/confirm-transitions"
 # CLI flag -> the run tag that records the same per-environment decision in Dagster.
 _FLAG_TAGS = {
     "--allow-genesis-change": ALLOW_GENESIS_CHANGE_TAG,
     "--validators-voted": VALIDATORS_VOTED_TAG,
     "--allow-unsafe-validator-change": ALLOW_UNSAFE_VALIDATOR_CHANGE_TAG,
+    "--confirm-transitions": CONFIRM_TRANSITIONS_TAG,
 }
 
 _COMMON = {
@@ -80,6 +82,7 @@ def decisions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext)
         allow_genesis_change=tags.get(ALLOW_GENESIS_CHANGE_TAG) == "true",
         validators_voted=tags.get(VALIDATORS_VOTED_TAG) == "true",
         allow_unsafe_validator_change=tags.get(ALLOW_UNSAFE_VALIDATOR_CHANGE_TAG) == "true",
+        transition_confirmed=tags.get(CONFIRM_TRANSITIONS_TAG) == "true",
     )
 
 
@@ -178,6 +181,7 @@ def genesis(
     try:
         result = compute_genesis(environment_config, node_keys, existing=existing, allow_change=reset)
         check_validator_plan(environment_config, result.validator_plan, decisions(context))
+        check_transitions(environment_config, result, decisions(context))
     except ChainopsError as exc:  # one tree: every lib error becomes the step's Failure
         raise refusal(exc) from None
     context.add_output_metadata(
@@ -186,6 +190,7 @@ def genesis(
             "validator_count": len(node_keys.validators),
             "genesis_validator_count": len(result.validators),
             "genesis_validators": dg.MetadataValue.json(list(result.validators)),
+            "transitions": dg.MetadataValue.json(list(result.transitions)),
         }
     )
     return result
