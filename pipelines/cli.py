@@ -71,6 +71,15 @@ def _add_guard_flags(parser: argparse.ArgumentParser) -> None:
         help="publish a validator change of ENV that lowers its fault tolerance by more than one step",
     )
     parser.add_argument(
+        "--confirm-transitions",
+        dest="transition_confirmed",
+        action="append",
+        default=[],
+        metavar="ENV",
+        help="confirm that the blocks of ENV's new or changed consensus transitions are still ahead of its chain head "
+        "(with network.rpcUrl set, the node's head is checked as well)",
+    )
+    parser.add_argument(
         "--accept-remote-rewind",
         action="store_true",
         help="accept a GitOps branch that no longer contains the tip chainops last published from this home",
@@ -195,6 +204,7 @@ def _decisions(args: argparse.Namespace | None, configs: dict[str, EnvironmentCo
         "allow_genesis_change": "--allow-genesis-change",
         "validators_voted": "--validators-voted",
         "allow_unsafe_validator_change": "--allow-unsafe-validator-change",
+        "transition_confirmed": "--confirm-transitions",
     }
     decisions: dict[str, Decisions] = {}
     for attribute, flag in flags.items():
@@ -306,6 +316,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"{item.name}: genesis {item.genesis_hash}  objects {item.object_count}  {outcomes[item.name].describe()}")
         if item.genesis_changed_from:
             print(f"{item.name}: GENESIS CHANGED from {item.genesis_changed_from} (the chain was reset)")
+        for transition in outcomes[item.name].summary.transitions_added:
+            print(f"{item.name}: consensus transition at block {transition.block} ({'; '.join(transition.changes)}): "
+                  "every node must restart with the new genesis before that block (applying this commit rolls the pods)")
         if item.validator_plan is not None:
             for step in item.validator_plan.removals:
                 print(f"{item.name}: validator vote (passed, --validators-voted): {describe_step(item.validator_plan, step)}")

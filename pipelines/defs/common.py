@@ -26,11 +26,13 @@ ALLOW_GENESIS_CHANGE_TAG = "chainops/allow-genesis-change"
 ACCEPT_REWIND_TAG = "chainops/accept-remote-rewind"
 VALIDATORS_VOTED_TAG = "chainops/validators-voted"
 ALLOW_UNSAFE_VALIDATOR_CHANGE_TAG = "chainops/allow-unsafe-validator-change"
+CONFIRM_TRANSITIONS_TAG = "chainops/confirm-transitions"
 # CLI flag -> the run tag that records the same per-environment decision in Dagster.
 _FLAG_TAGS = {
     "--allow-genesis-change": ALLOW_GENESIS_CHANGE_TAG,
     "--validators-voted": VALIDATORS_VOTED_TAG,
     "--allow-unsafe-validator-change": ALLOW_UNSAFE_VALIDATOR_CHANGE_TAG,
+    "--confirm-transitions": CONFIRM_TRANSITIONS_TAG,
 }
 
 
@@ -56,6 +58,7 @@ def decisions(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext)
         allow_genesis_change=tags.get(ALLOW_GENESIS_CHANGE_TAG) == "true",
         validators_voted=tags.get(VALIDATORS_VOTED_TAG) == "true",
         allow_unsafe_validator_change=tags.get(ALLOW_UNSAFE_VALIDATOR_CHANGE_TAG) == "true",
+        transition_confirmed=tags.get(CONFIRM_TRANSITIONS_TAG) == "true",
     )
 
 

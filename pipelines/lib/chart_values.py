@@ -153,8 +153,20 @@ def _ethstats_secret(privates: Mapping[str, PrivateKeyMaterial]) -> str:
         raise RenderError("ethstats is enabled but the key bundle has no shared/ethstats secret") from None
 
 
+def transitions_checksum(genesis_json: bytes) -> str:
+    """sha256 of the genesis' consensus transitions ("" without any): Besu reads them at start
+    only, and they leave the block hash (checksum/genesis) as it is, so the pods carry this
+    as checksum/transitions and roll when a transition is added."""
+    transitions = (json.loads(genesis_json).get("config") or {}).get("transitions")
+    return _checksum(transitions) if transitions else ""
+
+
 def node_chart_values(
-    config: EnvironmentConfig, keys: KeySet, genesis_hash: str, privates: Mapping[str, PrivateKeyMaterial]
+    config: EnvironmentConfig,
+    keys: KeySet,
+    genesis_hash: str,
+    privates: Mapping[str, PrivateKeyMaterial],
+    genesis_json: bytes,
 ) -> dict[str, Any]:
     """Values of the client chart (besu-node or geth-node): validators and RPC nodes."""
     client = config.spec.network.client
@@ -204,6 +216,8 @@ def node_chart_values(
     }
     if client == "geth":
         values["bootnodes"] = bootnodes
+    else:
+        values["transitionsChecksum"] = transitions_checksum(genesis_json)
     if ingress is not None and not keys.by_role("rpc"):
         raise RenderError(f"{config.source_path}: kubernetes.rpcIngress: an RPC Ingress needs RPC nodes; set nodes.rpc >= 1")
     return values
@@ -247,7 +261,7 @@ def chart_plan(
     """(chart, computed values) of every chart the environment renders, in render order."""
     plan = [
         (NETWORK_CHART, network_chart_values(config, keys, genesis_hash, genesis_json)),
-        (config.profile.chart, node_chart_values(config, keys, genesis_hash, privates)),
+        (config.profile.chart, node_chart_values(config, keys, genesis_hash, privates, genesis_json)),
     ]
     if keys.by_role("bootnode"):
         plan.append((BOOTNODE_CHART, bootnode_chart_values(config, keys, privates)))

@@ -10,6 +10,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import pyrage
 import yaml
@@ -128,6 +129,71 @@ def address_problem(value: str) -> str | None:
     return None
 
 
+MAX_BLOCK_NUMBER = 2**63 - 1  # Besu reads a transition's block as a Java long
+
+
+def shown_url(url: str) -> str:
+    """How messages name an RPC endpoint: scheme, host and port only; user names, passwords,
+    paths and queries (where API keys live) are never printed."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unreadable URL)"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}" if parts.scheme and host else "(an unreadable URL)"
+
+
+class TransitionSpec(_Strict):
+    """From `block` on, the BFT network runs with the settings given here (Besu's
+    `config.transitions`); the genesis block hash is unchanged."""
+
+    block: int
+    blockPeriodSeconds: int | None = Field(default=None, ge=1, le=3600)
+    # Named by the day-2 contract, but Besu applies no round timeout from a transition: refused.
+    requestTimeoutSeconds: int | None = None
+    validatorSelection: Literal["contract"] | None = None
+    validatorContractAddress: str | None = None
+
+    @field_validator("block")
+    @classmethod
+    def _block(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("0 is the genesis block; a transition takes effect at a later block (Besu refuses block 0)")
+        if not 1 <= v <= MAX_BLOCK_NUMBER:
+            raise ValueError(f"{v} is out of range; allowed: a block number from 1 to 2^63-1")
+        return v
+
+    @field_validator("requestTimeoutSeconds")
+    @classmethod
+    def _no_request_timeout(cls, v: int | None) -> int | None:
+        if v is not None:
+            raise ValueError(
+                "Besu does not change the round timeout at a transition (its QBFT and IBFT 2.0 fork schedules "
+                "apply blockperiodseconds, block rewards and the validator selection; the round timer keeps the "
+                "genesis requesttimeoutseconds), so this would change nothing; remove it"
+            )
+        return v
+
+    @field_validator("validatorContractAddress")
+    @classmethod
+    def _contract_address(cls, v: str | None) -> str | None:
+        if v is not None and (problem := address_problem(v)):
+            raise ValueError(problem)
+        return v
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> TransitionSpec:
+        if self.validatorSelection == "contract" and self.validatorContractAddress is None:
+            raise ValueError("validatorSelection 'contract' needs validatorContractAddress (the deployed validator contract)")
+        if self.validatorSelection is None and self.validatorContractAddress is not None:
+            raise ValueError("validatorContractAddress is only used with validatorSelection: contract")
+        if self.blockPeriodSeconds is None and self.validatorSelection is None:
+            raise ValueError("a transition changes nothing without blockPeriodSeconds or validatorSelection")
+        return self
+
+
 class NetworkSpec(_Strict):
     allowPublicChainId: bool = False  # a test network that reuses a public chain's id on purpose (first: read by the id checks)
     chainId: int = Field(ge=1, le=2**53 - 1)
@@ -141,6 +207,30 @@ class NetworkSpec(_Strict):
     contractSizeLimit: int | None = Field(default=None, ge=1, le=2**31 - 1)
     validatorSelection: Literal["blockHeader", "contract"] = "blockHeader"
     validatorContractAddress: str | None = None
+    transitions: tuple[TransitionSpec, ...] = ()
+    rpcUrl: str | None = None  # a node of the live chain: chainops reads its head to check new transitions
+
+    @field_validator("transitions", mode="before")
+    @classmethod
+    def _transitions_list(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("rpcUrl")
+    @classmethod
+    def _rpc_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        allowed = "allowed: an http(s) URL of a node of the live chain, e.g. http://rpc.chain-staging.svc:8545"
+        if len(v) > 2048 or any(c.isspace() for c in v):
+            raise ValueError(f"not a URL (spaces, or longer than 2048 characters); {allowed}")
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 - parses the port
+        except ValueError:
+            raise ValueError(f"not a URL (bad host or port); {allowed}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{shown_url(v)} is not an http(s) URL with a host; {allowed}")
+        return v
 
     @field_validator("chainId", "networkId")
     @classmethod
@@ -508,7 +598,32 @@ class EnvironmentSpec(_Strict):
         selector = self.network.validatorContractAddress
         if selector is not None and selector.lower() not in {c.address.lower() for c in self.contracts}:
             raise ValueError(f"network.validatorContractAddress: {selector} must be one of `contracts:`")
+        self._transition_rules()
         return self
+
+    def _transition_rules(self) -> None:
+        """Transitions are Besu's, per profile; one per block, in block order (Besu refuses
+        duplicates; the order is chainops' own, so the file reads as the chain's history)."""
+        network = self.network
+        if not network.transitions:
+            return
+        if network.client != "besu":
+            raise ValueError(
+                f"network.transitions: {network.client}/{network.consensus} has no consensus transitions; "
+                "allowed only for the besu-qbft and besu-ibft2 profiles (network.client besu, consensus qbft or ibft2)"
+            )
+        for i, transition in enumerate(network.transitions):
+            if transition.validatorSelection is not None and network.consensus != "qbft":
+                raise ValueError(
+                    f"network.transitions[{i}].validatorSelection: validator selection by contract is QBFT only; "
+                    "an IBFT 2.0 transition changes blockPeriodSeconds"
+                )
+            if i and transition.block <= network.transitions[i - 1].block:
+                earlier = network.transitions[i - 1].block
+                rule = "is listed twice; one transition per block" if transition.block == earlier else (
+                    f"is not after block {earlier} of network.transitions[{i - 1}]; list transitions in increasing block order"
+                )
+                raise ValueError(f"network.transitions[{i}].block: {transition.block} {rule}")
 
 
 def parse_image(reference: str) -> tuple[str, str, str]:

@@ -31,6 +31,11 @@ Generated from the models in `pipelines/lib/config.py` by
 NOTES = {
     "network.allowPublicChainId": "let the chain/network id be a public chain's (refused otherwise)",
     "network.networkId": "devp2p network id; defaults to chainId",
+    "network.transitions": "besu-qbft / besu-ibft2: settings from a later block on (README: Consensus transitions)",
+    "network.transitions[].block": "> 0, strictly increasing; the block the settings apply from",
+    "network.transitions[].requestTimeoutSeconds": "refused: Besu applies no round timeout from a transition",
+    "network.transitions[].validatorSelection": "QBFT only; with validatorContractAddress",
+    "network.rpcUrl": "http(s) node of the live chain; its head checks new transitions (credentials never printed)",
     "nodes.bootnodes": "geth only; default 1",
     "accounts[].name": "chainops generates the key (give name or address)",
     "accounts[].address": "an external account; EIP-55 when mixed case",

@@ -22,6 +22,8 @@ Byte layouts were checked against the client sources:
   20-byte signers, 65-byte seal; the snapshot orders signers by address bytes.
 * Header: go-ethereum ``core/types/block.go`` and ``gen_header_rlp.go`` (optional
   trailing fields; a missing field *before* a present one is written as 0x80).
+* BFT transitions (``config.transitions``): see :data:`TRANSITION_KEYS`. They live in
+  ``config``, which is not part of the header, so they never change the block hash.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from pipelines.lib.errors import InputProblem
 __all__ = [
     "GenesisError",
     "GenesisSpec",
+    "Transition",
     "build_genesis",
     "canonical_validator_order",
     "decode_clique_extra_data",
@@ -52,6 +55,7 @@ __all__ = [
     "genesis_block_hash",
     "genesis_header_rlp",
     "genesis_json_bytes",
+    "transitions_by_block",
 ]
 
 
@@ -109,6 +113,26 @@ _ETHASH_BOMB_DELAYS: tuple[str, ...] = ("arrowGlacierBlock", "grayGlacierBlock")
 
 _PROFILES: dict[str, tuple[str, ...]] = {"besu": ("qbft", "ibft2"), "geth": ("clique", "ethash")}
 
+# Besu's transitions ("forks" in its sources), checked against hyperledger/besu:
+# * config/.../TransitionsConfigOptions.java: `config.transitions` holds a list per
+#   consensus, read by getBftForks("qbft") and getBftForks("ibft2");
+# * config/.../BftFork.java: FORK_BLOCK_KEY "block", BLOCK_PERIOD_SECONDS_KEY
+#   "blockperiodseconds"; config/.../QbftFork.java: VALIDATOR_SELECTION_MODE_KEY
+#   "validatorselectionmode" (BLOCKHEADER | CONTRACT, matched ignoring case) and
+#   VALIDATOR_CONTRACT_ADDRESS_KEY "validatorcontractaddress";
+# * consensus/qbft/.../QbftForksSchedulesFactory.java and consensus/ibft/.../
+#   IbftForksSchedulesFactory.java: what a transition changes (block period, block reward,
+#   mining beneficiary; QBFT also the validator selection, contract mode needing the
+#   address). No key for the round timeout: the RoundTimer takes requesttimeoutseconds
+#   from the genesis `qbft`/`ibft2` block, so a transition cannot change it;
+# * consensus/common/.../ForksScheduleFactory.java: "Transition cannot be created for
+#   genesis block" (block > 0), "Duplicate transitions cannot be created for the same block".
+# The Besu docs ("Configure QBFT consensus", section Transitions) show the same layout:
+# "transitions": {"qbft": [{"block": 1240, "blockperiodseconds": 4}]}.
+TRANSITION_KEYS = {"block": "block", "block_period_seconds": "blockperiodseconds",
+                   "selection_mode": "validatorselectionmode", "validator_contract": "validatorcontractaddress"}
+MAX_BLOCK_NUMBER = INT64_MAX  # Besu reads "block" as a Java long
+
 
 # --- spec -------------------------------------------------------------------------
 
@@ -129,6 +153,16 @@ class GenesisSpec:
     zero_base_fee: bool = False  # besu: free-gas network (config.zeroBaseFee, base fee 0)
     contract_size_limit: int | None = None  # besu: config.contractSizeLimit in bytes
     validator_contract: str | None = None  # qbft: validators come from this contract, not extraData
+    transitions: tuple[Transition, ...] = ()  # besu qbft/ibft2: settings that change from a later block on
+
+
+@dataclass(frozen=True)
+class Transition:
+    """From `block` on, a BFT network runs with these settings (None: unchanged)."""
+
+    block: int
+    block_period_seconds: int | None = None
+    validator_contract: str | None = None  # qbft: switch to validator selection by this contract
 
 
 @dataclass(frozen=True)
@@ -303,6 +337,50 @@ def _validate_spec(spec: GenesisSpec) -> None:
         wanted = _address_bytes(spec.validator_contract, "validatorContract")
         if all(_address_bytes(c.address, "contracts.address") != wanted for c in spec.contracts):
             raise GenesisError("validatorContract: the address must be one of the predeployed contracts")
+    _validate_transitions(spec)
+
+
+def _validate_transitions(spec: GenesisSpec) -> None:
+    """What Besu's fork schedule accepts, refused here by name rather than at node start."""
+    if spec.transitions and spec.client != "besu":
+        raise GenesisError(f"transitions: {spec.client}/{spec.consensus} has no consensus transitions (Besu QBFT and IBFT 2.0 only)")
+    previous = 0
+    for i, transition in enumerate(spec.transitions):
+        where = f"transitions[{i}]"
+        _check_int(transition.block, f"{where}.block", 1, MAX_BLOCK_NUMBER)
+        if transition.block <= previous:
+            raise GenesisError(f"{where}.block: {transition.block} is not after block {previous}; blocks must strictly increase")
+        previous = transition.block
+        if transition.block_period_seconds is None and transition.validator_contract is None:
+            raise GenesisError(f"{where}: changes nothing; set a block period or a validator contract")
+        if transition.block_period_seconds is not None:
+            _check_int(transition.block_period_seconds, f"{where}.blockPeriodSeconds", 1, 3600)
+        if transition.validator_contract is not None:
+            if spec.consensus != "qbft":
+                raise GenesisError(f"{where}.validatorContract: validator selection by contract is QBFT only")
+            _address_bytes(transition.validator_contract, f"{where}.validatorContract")
+
+
+def _transition_entry(transition: Transition) -> dict[str, Any]:
+    entry: dict[str, Any] = {TRANSITION_KEYS["block"]: transition.block}
+    if transition.block_period_seconds is not None:
+        entry[TRANSITION_KEYS["block_period_seconds"]] = transition.block_period_seconds
+    if transition.validator_contract is not None:
+        entry[TRANSITION_KEYS["selection_mode"]] = "contract"
+        address = _address_bytes(transition.validator_contract, "validatorContract")
+        entry[TRANSITION_KEYS["validator_contract"]] = "0x" + address.hex()
+    return entry
+
+
+def transitions_by_block(genesis: Mapping[str, Any] | None) -> dict[int, dict[str, Any]]:
+    """The BFT transitions of a genesis document, by block (keys lower-cased, as Besu reads them)."""
+    config = _fields((genesis or {}).get("config") or {}, "config")
+    found: dict[int, dict[str, Any]] = {}
+    for entries in (_fields(config.get("transitions") or {}, "config.transitions")).values():
+        for entry in entries if isinstance(entries, list) else ():
+            if isinstance(entry, Mapping) and isinstance(entry.get("block"), int):
+                found[entry["block"]] = {str(k).lower(): v for k, v in entry.items()}
+    return dict(sorted(found.items()))
 
 
 def _alloc_document(
@@ -368,6 +446,8 @@ def _besu_config(spec: GenesisSpec) -> dict[str, Any]:
         config["zeroBaseFee"] = True
     if spec.contract_size_limit is not None:
         config["contractSizeLimit"] = spec.contract_size_limit
+    if spec.transitions:
+        config["transitions"] = {spec.consensus: [_transition_entry(t) for t in spec.transitions]}
     return config
 
 

@@ -44,6 +44,15 @@ class LockedAccount(_LockPart):
     secret: str | None = None
 
 
+class LockedTransition(_LockPart):
+    """A consensus transition the chain has been told about (the environment file's fields)."""
+
+    block: int = Field(gt=0)
+    blockPeriodSeconds: int | None = Field(default=None, ge=1)
+    validatorSelection: Literal["contract"] | None = None
+    validatorContractAddress: str | None = Field(default=None, pattern=_ADDRESS)
+
+
 class NetworkLock(_LockPart):
     environment: str
     chainId: int = Field(gt=0)
@@ -55,6 +64,7 @@ class NetworkLock(_LockPart):
     validators: list[str]
     nodes: list[LockedNode]
     accounts: list[LockedAccount]
+    transitions: list[LockedTransition] = []  # a lock written before transitions existed has none
 
     @property
     def node_names(self) -> set[str]:
@@ -102,6 +112,9 @@ def parse_lock(data: bytes, environment: str) -> NetworkLock:
     for address in lock.validators:
         if not re.match(_ADDRESS, address):
             raise GuardError(f"{environment}: {path}: validators: {address!r} is not an address; {repair}")
+    blocks = [t.block for t in lock.transitions]
+    if blocks != sorted(set(blocks)):
+        raise GuardError(f"{environment}: {path}: transitions: blocks are not strictly increasing; {repair}")
     return lock
 
 

@@ -137,6 +137,10 @@ class GenesisResult:
     validator_plan: ValidatorPlan | None = None  # the votes a live chain needs for its validator nodes
     previous_hash: str | None = None  # the locked block hash, when the committed genesis differs
     differences: tuple[str, ...] = ()  # what differs from the committed genesis.json
+    transitions: tuple[dict[str, Any], ...] = ()  # the consensus transitions, as the lock records them
+    # Blocks of transitions added, changed or removed against the lock while the chain goes
+    # on (same block hash): each must still be ahead of the chain head (check_transitions).
+    unconfirmed_transitions: tuple[int, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -187,6 +191,7 @@ class Decisions:
     allow_genesis_change: bool = False  # --allow-genesis-change ENV
     validators_voted: bool = False  # --validators-voted ENV: the removal votes have passed
     allow_unsafe_validator_change: bool = False  # --allow-unsafe-validator-change ENV
+    transition_confirmed: bool = False  # --confirm-transitions ENV: new transitions' blocks are still ahead
 
     @classmethod
     def of(cls, value: Decisions | bool) -> Decisions:

@@ -33,7 +33,7 @@ from pipelines.lib.render import RenderError
 from pipelines.lib.sealing import (
     SealingError,
 )
-from pipelines.lib.stages.genesis import check_genesis_lock, check_validator_plan, compute_genesis
+from pipelines.lib.stages.genesis import check_genesis_lock, check_transitions, check_validator_plan, compute_genesis
 from pipelines.lib.stages.keys import compute_keys
 from pipelines.lib.stages.render import render_environment
 from pipelines.lib.stages.validate import ManifestValidationError
@@ -71,6 +71,7 @@ def compile_stages(
         genesis = compute_genesis(config, keys, existing, allow_genesis_change)
         check_genesis_lock(config, existing.lock, genesis, allow_genesis_change)
         check_validator_plan(config, genesis.validator_plan, decisions)
+        check_transitions(config, genesis, decisions)
     return Compilation(keys, genesis, render_environment(config, keys, genesis, existing, ctx, times))
 
 

@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from pipelines.lib.errors import ManifestError
+from pipelines.lib.genesis import transitions_by_block
 from pipelines.lib.layout import GENESIS_FILE, LOCK_FILE, env_dir
 from pipelines.lib.markdown import template_env
 from pipelines.lib.validator_plan import Validator, ValidatorPlan, plan_change
@@ -78,6 +79,15 @@ class NodeRef:
 
 
 @dataclass(frozen=True)
+class TransitionChange:
+    """A consensus transition a change adds (or, with a genesis change, alters or removes)."""
+
+    block: int
+    action: Action
+    changes: tuple[str, ...]  # e.g. "block period 2 s -> 5 s", against the settings in force before the block
+
+
+@dataclass(frozen=True)
 class ReviewSummary:
     environment: str
     kind: Literal["new", "update", "decommission", "none"]
@@ -99,6 +109,12 @@ class ReviewSummary:
     keys_rotated: tuple[str, ...]
     plaintext_secrets: tuple[str, ...]
     warnings: tuple[str, ...] = ()  # production-policy findings (pipelines/lib/policy.py)
+    transitions: tuple[TransitionChange, ...] = ()  # consensus transitions added to a live chain's genesis
+    block_period: int | None = None  # seconds per block at genesis (for "about how long until block N")
+
+    @property
+    def transitions_added(self) -> tuple[TransitionChange, ...]:
+        return tuple(t for t in self.transitions if t.action == "added")
 
     @property
     def changed(self) -> bool:
@@ -123,6 +139,7 @@ class ReviewSummary:
         found = []
         if self.genesis_changed:
             found.append("GENESIS CHANGED")
+        found += [f"consensus transition at block {t.block}" for t in self.transitions_added]
         found += [f"image {_short_image(i.before)} -> {_short_image(i.after)}" for i in self.images]
         found += [f"{r.name} replicas {r.before} -> {r.after}" for r in self.replicas]
         found += [f"+{n.name}" for n in self.nodes_added if not any(r for r in self.replicas if r.name == n.role)]
@@ -290,7 +307,10 @@ def build_summary(
     genesis_before = old_lock.get("genesisHash") if old_lock else None
     genesis_after = new_lock.get("genesisHash") if new_lock else None
     old_genesis, new_genesis = read_genesis(before, environment), read_genesis(after, environment)
-    genesis_file_changed = bool(old_genesis is not None and new_genesis is not None and old_genesis != new_genesis)
+    transitions = _transition_changes(old_genesis, new_genesis) if kind == "update" else ()
+    # Transitions added to a live chain keep its genesis: `config` is not in the block hash.
+    kept = _without_added_transitions(old_genesis, new_genesis)
+    genesis_file_changed = bool(old_genesis is not None and kept is not None and old_genesis != kept)
     genesis_fields = tuple(changed_fields(old_genesis, new_genesis)) if genesis_file_changed else ()
     consensus = str(lock.get("consensus", ""))
     plan = None
@@ -325,10 +345,83 @@ def build_summary(
             sorted(obj["metadata"]["name"] for _, obj in new_objects.values() if secret_state(obj) == "plaintext")
         ),
         warnings=warnings,
+        transitions=transitions,
+        block_period=_engine(new_genesis or old_genesis).get("blockperiodseconds"),
     )
     if provisional.genesis_changed:  # a reset chain starts from the new genesis validators: no votes
         return replace(provisional, plan=None)
     return provisional
+
+
+def _engine(genesis: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The genesis' BFT block (`config.qbft` or `config.ibft2`), keys lower-cased; {} for others."""
+    config = {str(k).lower(): v for k, v in ((genesis or {}).get("config") or {}).items()}
+    engine = config.get("qbft") or config.get("ibft2") or {}
+    return {str(k).lower(): v for k, v in engine.items()} if isinstance(engine, dict) else {}
+
+
+def _without_added_transitions(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`new` without the transitions `old` lacks: equal to `old` when a change only adds transitions."""
+    if old is None or new is None:
+        return new
+    old_blocks = set(transitions_by_block(old))
+    added = set(transitions_by_block(new)) - old_blocks
+    if not added:
+        return new
+    config = dict(new.get("config") or {})
+    kept = {
+        engine: [e for e in entries if not (isinstance(e, dict) and e.get("block") in added)]
+        for engine, entries in (config.get("transitions") or {}).items()
+        if isinstance(entries, list)
+    }
+    kept = {engine: entries for engine, entries in kept.items() if entries}
+    if kept:
+        config["transitions"] = kept
+    else:
+        config.pop("transitions", None)
+    return {**new, "config": config}
+
+
+def _describe_settings(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
+    found = []
+    if before.get("period") != after.get("period"):
+        found.append(f"block period {before.get('period')} s -> {after.get('period')} s")
+    if before.get("contract") != after.get("contract"):
+        shown = "block header votes" if before.get("contract") is None else f"contract {before['contract']}"
+        found.append(f"validator selection {shown} -> contract {after.get('contract')}")
+    return tuple(found) or ("no setting changes",)
+
+
+def _settings_schedule(genesis: Mapping[str, Any] | None) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
+    """block -> (settings in force before it, settings from it on), along the genesis' transitions."""
+    engine = _engine(genesis)
+    state: dict[str, Any] = {"period": engine.get("blockperiodseconds"), "contract": engine.get("validatorcontractaddress")}
+    schedule = {}
+    for block, entry in transitions_by_block(genesis).items():
+        after = dict(state)
+        if "blockperiodseconds" in entry:
+            after["period"] = entry["blockperiodseconds"]
+        if str(entry.get("validatorselectionmode", "")).lower() == "contract":
+            after["contract"] = entry.get("validatorcontractaddress")
+        schedule[block] = (state, after)
+        state = after
+    return schedule
+
+
+def _transition_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> tuple[TransitionChange, ...]:
+    if old is None or new is None:
+        return ()
+    before, after = transitions_by_block(old), transitions_by_block(new)
+    old_schedule, new_schedule = _settings_schedule(old), _settings_schedule(new)
+    found = []
+    for block in sorted(set(before) | set(after)):
+        if block not in before:
+            found.append(TransitionChange(block, "added", _describe_settings(*new_schedule[block])))
+        elif block not in after:
+            found.append(TransitionChange(block, "removed", ("was: " + "; ".join(_describe_settings(*old_schedule[block])),)))
+        elif before[block] != after[block]:
+            found.append(TransitionChange(block, "changed", _describe_settings(*new_schedule[block])))
+    return tuple(found)
 
 
 def _object_changes(
@@ -446,6 +539,12 @@ def commit_lines(summary: ReviewSummary) -> list[str]:
         lines.append(f"Nodes removed: {', '.join(n.name for n in summary.nodes_removed)}")
     if summary.keys_rotated:
         lines.append(f"Keys rotated: {', '.join(summary.keys_rotated)}")
+    for transition in summary.transitions:
+        lines.append(
+            f"Consensus transition at block {transition.block} ({transition.action}): {'; '.join(transition.changes)}"
+            + (f"; every node must restart with the new genesis before block {transition.block}"
+               if transition.action == "added" else "")
+        )
     if summary.plaintext_secrets:
         lines.append(f"Plaintext Secrets: {', '.join(summary.plaintext_secrets)}")
     return lines

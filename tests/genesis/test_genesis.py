@@ -16,13 +16,6 @@ from typing import Any
 
 import pytest
 import rlp
-from eth.db.account import AccountDB
-from eth.db.atomic import AtomicDB
-from eth.rlp.headers import BlockHeader as FrontierBlockHeader
-from eth.vm.forks.cancun.blocks import CancunBlockHeader
-from eth.vm.forks.london.blocks import LondonBlockHeader
-from eth.vm.forks.prague.blocks import PragueBlockHeader
-from eth.vm.forks.shanghai.blocks import ShanghaiBlockHeader
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 from hypothesis import given, settings
@@ -30,7 +23,6 @@ from hypothesis import strategies as st
 
 from pipelines.lib.genesis import (
     GenesisError,
-    GenesisSpec,
     build_genesis,
     canonical_validator_order,
     decode_clique_extra_data,
@@ -43,40 +35,19 @@ from pipelines.lib.genesis import (
     genesis_header_rlp,
     genesis_json_bytes,
 )
+from tests.genesis_helpers import (
+    ALLOC,
+    PROFILES,
+    SORTED_VALIDATORS,
+    VALIDATORS,
+    make_spec,
+    num,
+    pyevm_genesis_hash,
+)
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "genesis"
 
 # Four validators deliberately out of order and in mixed letter case.
-VALIDATORS = (
-    "0xfe3b557e8fb62b89f4916b721be55ceb828dbd73",
-    "0x627306090ABAB3A6E1400E9345BC60C78A8BEF57",
-    "0x8ba1f109551bD432803012645Ac136ddd64DBA72",
-    "0x0000000000000000000000000000000000000abc",
-)
-SORTED_VALIDATORS = sorted(bytes.fromhex(v[2:]) for v in VALIDATORS)
-ALLOC = (
-    ("0x8ba1f109551bD432803012645Ac136ddd64DBA72", 500 * 10**18),
-    ("0xf17f52151EbEF6C7334FAD080c5704D77216b732", 1_000_000 * 10**18),
-    ("0x00000000000000000000000000000000000000ff", 0),  # empty account: geth keeps it
-)
-PROFILES = [("besu", "qbft"), ("besu", "ibft2"), ("geth", "clique"), ("geth", "ethash")]
-
-
-def make_spec(client: str = "besu", consensus: str = "qbft", **overrides: Any) -> GenesisSpec:
-    fields: dict[str, Any] = dict(
-        client=client,
-        consensus=consensus,
-        chain_id=48720,
-        block_period_seconds=2,
-        gas_limit=30_000_000,
-        timestamp=1_700_000_000,
-        validators=VALIDATORS,
-        alloc=ALLOC,
-    )
-    fields.update(overrides)
-    return GenesisSpec(**fields)
-
-
 def load_fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
@@ -84,81 +55,6 @@ def load_fixture(name: str) -> dict[str, Any]:
 # --- independent reference: py-evm ---------------------------------------------------
 
 
-def num(value: Any) -> int:
-    """Deliberately naive number reader for well-formed test documents."""
-    if isinstance(value, int):
-        return value
-    if value == "":
-        return 0
-    return int(value, 16) if value.lower().startswith("0x") else int(value)
-
-
-def hexbytes(value: str | None) -> bytes:
-    if not value:
-        return b""
-    return bytes.fromhex(value[2:] if value.startswith("0x") else value)
-
-
-def lower_keys(obj: dict[str, Any]) -> dict[str, Any]:
-    return {k.lower(): v for k, v in obj.items()}
-
-
-def pyevm_state_root(alloc: dict[str, Any]) -> bytes:
-    """State root computed by py-evm's AccountDB (its own account/storage handling)."""
-    db = AccountDB(AtomicDB())
-    for address_text, account in alloc.items():
-        address = hexbytes(address_text)
-        account = lower_keys(account)
-        db.set_balance(address, num(account["balance"]))
-        db.set_nonce(address, num(account.get("nonce", 0)))
-        db.set_code(address, hexbytes(account.get("code")))
-        for slot, value in account.get("storage", {}).items():
-            db.set_storage(address, num(slot if slot.startswith("0x") else "0x" + slot), num(value))
-    return db.make_state_root()
-
-
-def pyevm_genesis_hash(genesis: dict[str, Any]) -> str:
-    """Genesis hash through py-evm's header classes, picked by the forks active at genesis."""
-    g = lower_keys(genesis)
-    config = lower_keys(g["config"])
-    timestamp = num(g.get("timestamp", 0))
-
-    def time_fork(key: str) -> bool:
-        return config.get(key) is not None and num(config[key]) <= timestamp
-
-    london = config.get("londonblock") is not None and num(config["londonblock"]) == 0
-    params: dict[str, Any] = dict(
-        difficulty=num(g["difficulty"]),
-        block_number=num(g.get("number", 0)),
-        gas_limit=num(g["gaslimit"]),
-        timestamp=timestamp,
-        coinbase=hexbytes(g.get("coinbase")) or b"\x00" * 20,
-        parent_hash=hexbytes(g.get("parenthash")) or b"\x00" * 32,
-        state_root=pyevm_state_root(g["alloc"]),
-        gas_used=num(g.get("gasused", 0)),
-        extra_data=hexbytes(g.get("extradata")),
-        mix_hash=hexbytes(g.get("mixhash")) or b"\x00" * 32,
-        nonce=num(g.get("nonce", 0)).to_bytes(8, "big"),
-    )
-    if not london:
-        return "0x" + FrontierBlockHeader(**params).hash.hex()
-    params["base_fee_per_gas"] = num(g.get("basefeepergas", 10**9))
-    header_class: Any = LondonBlockHeader
-    if time_fork("shanghaitime"):
-        header_class = ShanghaiBlockHeader
-    if time_fork("cancuntime"):
-        header_class = CancunBlockHeader
-        params["blob_gas_used"] = num(g.get("blobgasused", 0))
-        params["excess_blob_gas"] = num(g.get("excessblobgas", 0))
-    if time_fork("praguetime"):
-        header_class = PragueBlockHeader  # requests_hash defaults to sha256(b"")
-    return "0x" + header_class(**params).hash.hex()
-
-
-# --- public networks -----------------------------------------------------------------
-
-# Published genesis hashes (go-ethereum params/config.go: SepoliaGenesisHash,
-# HoodiGenesisHash; GoerliGenesisHash in v1.13.15).
 PUBLIC = {
     "goerli": "0xbf7e331f7f7c1dd2e05159666b3bf8bc7a8a3a9eb1d518969eab529dd9b88c1a",  # clique, pre-London
     "sepolia": "0x25a5cc106eea7138acab33231d7160d69cb777ee0c2c553fcddf5138993e6dd9",  # London

@@ -19,7 +19,7 @@ from pipelines.lib.config import EnvironmentConfig
 from pipelines.lib.gitops import GitopsError
 from pipelines.lib.keys import KeySet
 from pipelines.lib.model import CompiledEnvironment, ExistingEnvironment, GenesisResult
-from pipelines.lib.stages.genesis import check_validator_plan, compute_genesis
+from pipelines.lib.stages.genesis import check_transitions, check_validator_plan, compute_genesis
 from pipelines.lib.stages.keys import compute_keys
 from pipelines.lib.stages.render import render_environment
 from pipelines.lib.stages.seal import sealed_secret_paths
@@ -74,12 +74,14 @@ def genesis(
     with lib_failures():
         result = compute_genesis(environment_config, node_keys, existing=existing, allow_change=reset)
         check_validator_plan(environment_config, result.validator_plan, decisions(context))
+        check_transitions(environment_config, result, decisions(context))
     context.add_output_metadata(
         {
             "genesis_hash": result.block_hash,
             "validator_count": len(node_keys.validators),
             "genesis_validator_count": len(result.validators),
             "genesis_validators": dg.MetadataValue.json(list(result.validators)),
+            "transitions": dg.MetadataValue.json(list(result.transitions)),
         }
     )
     return result

@@ -8,13 +8,17 @@ pipelines.lib.genesis; the vote planning is pipelines.lib.validator_plan.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
 
+from eth_utils import to_checksum_address
+
+from pipelines.lib import chain_rpc
 from pipelines.lib import genesis as genesis_lib
 from pipelines.lib.chart_values import pod_host
-from pipelines.lib.config import EnvironmentConfig, parse_balance
+from pipelines.lib.config import EnvironmentConfig, parse_balance, shown_url
 from pipelines.lib.errors import GuardError
 from pipelines.lib.keys import (
     KeySet,
@@ -34,6 +38,41 @@ def genesis_validators(config: EnvironmentConfig, keys: KeySet, lock: dict | Non
     if lock and not reset and lock.get("genesisHash"):
         return tuple(lock.get("validators", ()))
     return tuple(n.address for n in keys.validators)
+
+
+# A new transition must be more than this many blocks ahead of the head an RPC node reports.
+TRANSITION_SAFETY_BLOCKS = 10
+
+
+def locked_transitions(config: EnvironmentConfig) -> list[dict[str, Any]]:
+    """The environment's transitions as the lock records them: its own field names, set fields
+    only, addresses EIP-55 (so a change of letter case is no change)."""
+    found = []
+    for transition in config.spec.network.transitions:
+        entry: dict[str, Any] = {"block": transition.block}
+        if transition.blockPeriodSeconds is not None:
+            entry["blockPeriodSeconds"] = transition.blockPeriodSeconds
+        if transition.validatorSelection is not None and transition.validatorContractAddress is not None:
+            entry["validatorSelection"] = transition.validatorSelection
+            entry["validatorContractAddress"] = to_checksum_address(transition.validatorContractAddress)
+        found.append(entry)
+    return found
+
+
+def _spec_transitions(entries: list[dict[str, Any]]) -> tuple[genesis_lib.Transition, ...]:
+    return tuple(
+        genesis_lib.Transition(e["block"], e.get("blockPeriodSeconds"), e.get("validatorContractAddress"))
+        for e in sorted(entries, key=lambda e: e["block"])
+    )
+
+
+def transition_changes(locked: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    """(blocks of transitions added, blocks of locked transitions changed or removed)."""
+    before = {e["block"]: e for e in locked}
+    after = {e["block"]: e for e in wanted}
+    added = sorted(set(after) - set(before))
+    altered = sorted(b for b in before if after.get(b) != before[b])
+    return added, altered
 
 
 def genesis_spec(config: EnvironmentConfig, keys: KeySet, validators: tuple[str, ...]) -> genesis_lib.GenesisSpec:
@@ -72,6 +111,7 @@ def genesis_spec(config: EnvironmentConfig, keys: KeySet, validators: tuple[str,
         zero_base_fee=network.zeroBaseFee,
         contract_size_limit=network.contractSizeLimit,
         validator_contract=network.validatorContractAddress,
+        transitions=_spec_transitions(locked_transitions(config)),
     )
 
 
@@ -113,7 +153,12 @@ def check_validator_plan(config: EnvironmentConfig, plan: ValidatorPlan | None, 
 def compute_genesis(
     config: EnvironmentConfig, keys: KeySet, existing: ExistingEnvironment | None = None, allow_change: bool = False
 ) -> GenesisResult:
-    """The genesis for the environment; for a locked environment, the locked validator set."""
+    """The genesis for the environment; for a locked environment, the locked validator set.
+
+    Transitions only added to the locked ones (block hash unchanged: `config` is not in the
+    header) keep the genesis locked: the lock's genesis.json sha256 is then compared with
+    the genesis built from the locked transitions. A changed or removed locked transition
+    is a genesis change (nodes past its block would fork)."""
     lock = existing.lock if existing else None
     validators = genesis_validators(config, keys, lock, reset=allow_change)
     spec = genesis_spec(config, keys, validators)
@@ -123,14 +168,22 @@ def compute_genesis(
     ordered = tuple(genesis_lib.canonical_validator_order(validators)) if validators else ()
     locked_hash = lock.get("genesisHash") if lock else None
     previous_doc = _previous_genesis(existing)
-    file_sha256 = hashlib.sha256(json_bytes).hexdigest()
     chain_changes = _locked_chain_changes(config, lock)
+    transitions = locked_transitions(config)
+    added, altered = transition_changes(list((lock or {}).get("transitions") or []), transitions)
+    compared = document  # what must equal the committed genesis for it to stay locked
+    if lock is not None and added and not altered:
+        compared = genesis_lib.build_genesis(
+            dataclasses.replace(spec, transitions=_spec_transitions(list(lock.get("transitions") or [])))
+        )
+    compared_sha256 = hashlib.sha256(genesis_lib.genesis_json_bytes(compared)).hexdigest()
     changed = lock is not None and (
         locked_hash != block_hash
-        or lock.get("genesisFileSha256", file_sha256) != file_sha256
-        or (previous_doc is not None and previous_doc != document)
+        or lock.get("genesisFileSha256", compared_sha256) != compared_sha256
+        or (previous_doc is not None and previous_doc != compared)
         or bool(chain_changes)
     )
+    chain_goes_on = lock is not None and locked_hash == block_hash and not chain_changes
     return GenesisResult(
         document=document,
         json_bytes=json_bytes,
@@ -139,6 +192,8 @@ def compute_genesis(
         validator_plan=validator_plan_for(config, keys, lock, reset=allow_change),
         previous_hash=locked_hash if changed else None,
         differences=tuple(dict.fromkeys(chain_changes + genesis_differences(previous_doc, document))) if changed else (),
+        transitions=tuple(transitions),
+        unconfirmed_transitions=tuple(sorted(set(added) | set(altered))) if chain_goes_on else (),
     )
 
 
@@ -176,8 +231,9 @@ def genesis_differences(old: dict | None, new: dict) -> list[str]:
             found += [
                 f"config.{k}: {before.get(k)!r} -> {after.get(k)!r}"
                 for k in sorted(set(before) | set(after))
-                if before.get(k) != after.get(k)
+                if before.get(k) != after.get(k) and k != "transitions"
             ]
+            found += _transition_differences(old, new)
         elif key == "alloc" and isinstance(before, dict) and isinstance(after, dict):
             for address in sorted(set(before) | set(after)):
                 if address not in before:
@@ -191,6 +247,84 @@ def genesis_differences(old: dict | None, new: dict) -> list[str]:
         else:
             found.append(f"{key}: {before!r} -> {after!r}")
     return found
+
+
+def _transition_differences(old: dict, new: dict) -> list[str]:
+    before, after = genesis_lib.transitions_by_block(old), genesis_lib.transitions_by_block(new)
+    found = []
+    for block in sorted(set(before) | set(after)):
+        if block not in before:
+            found.append(f"config.transitions: block {block} added")
+        elif block not in after:
+            found.append(f"config.transitions: block {block} removed (a node past it would fork)")
+        elif before[block] != after[block]:
+            keys = sorted(k for k in set(before[block]) | set(after[block]) if before[block].get(k) != after[block].get(k))
+            what = ", ".join(f"{k} {before[block].get(k)!r} -> {after[block].get(k)!r}" for k in keys)
+            found.append(f"config.transitions: block {block} changed ({what}; a node past it would fork)")
+    return found
+
+
+def check_transitions(config: EnvironmentConfig, genesis: GenesisResult, decisions: Decisions) -> None:
+    """A new (or changed) transition is published only when its block is still ahead of the
+    chain: the operator says so (--confirm-transitions ENV), or the node at network.rpcUrl
+    shows a head more than TRANSITION_SAFETY_BLOCKS below it. A node the URL reaches that
+    shows a later head refuses it even when confirmed; an unreachable one needs the flag."""
+    blocks = genesis.unconfirmed_transitions
+    if not blocks:
+        return
+    network = config.spec.network
+    named = ("block " if len(blocks) == 1 else "blocks ") + ", ".join(str(b) for b in blocks)
+    transition = "transition" if len(blocks) == 1 else "transitions"
+    flag = f"--confirm-transitions {config.name}"
+    where = f"{config.source_path}: network.transitions"
+    if network.rpcUrl is None:
+        if decisions.transition_confirmed:
+            return
+        raise GuardError(
+            f"{where}: the {transition} at {named} take{'s' if len(blocks) == 1 else ''} effect on the live chain only if "
+            "every node runs the new genesis before that block, and a block the chain has passed forks it; chainops "
+            "cannot see the chain head "
+            f"(no network.rpcUrl). Nothing was written. Check the head (eth_blockNumber on any node), then re-run with "
+            f"{flag}, or set network.rpcUrl to a node of the chain"
+        )
+    endpoint = shown_url(network.rpcUrl)
+    try:
+        state = chain_rpc.chain_state(network.rpcUrl)
+    except chain_rpc.ChainRpcError as exc:
+        if decisions.transition_confirmed:
+            return  # the operator confirmed the blocks; the node could not be asked
+        raise chain_rpc.ChainRpcError(
+            f"{config.source_path}: network.rpcUrl: {exc}; the head is needed to check the {transition} at {named}. "
+            f"Nothing was written. Fix network.rpcUrl, or check the head yourself and re-run with {flag}"
+        ) from None
+    if state.chain_id != network.chainId:
+        raise GuardError(
+            f"{config.source_path}: network.rpcUrl: {endpoint} follows chain {state.chain_id}, not {network.chainId}: "
+            "its head says nothing about this network. Nothing was written. Point network.rpcUrl at a node of this chain"
+        )
+    limit = state.head + TRANSITION_SAFETY_BLOCKS
+    late = [b for b in blocks if b <= limit]
+    if late:
+        raise GuardError(
+            f"{where}: block {', '.join(map(str, late))} {'is' if len(late) == 1 else 'are'} at or below the chain head {state.head} of {endpoint} "
+            f"+ {TRANSITION_SAFETY_BLOCKS} blocks (safety margin): the chain reaches it before every node can restart "
+            f"with the new genesis, and a transition at a block the chain has passed forks it. Nothing was written. "
+            f"Pick a block above {limit}, leaving time for a rolling restart of every node"
+        )
+    for transition in network.transitions:
+        address = transition.validatorContractAddress
+        if transition.block in blocks and address is not None:
+            try:
+                code = chain_rpc.code_at(network.rpcUrl, address)
+            except chain_rpc.ChainRpcError as exc:
+                raise chain_rpc.ChainRpcError(f"{config.source_path}: network.rpcUrl: {exc}. Nothing was written") from None
+            if not code:
+                raise GuardError(
+                    f"{where}: block {transition.block}: {endpoint} has no contract at {address} (eth_getCode is empty): "
+                    "from that block on the validators would come from nowhere and the chain would halt. Nothing was "
+                    "written. Deploy the validator contract first (it must return the current validators), then "
+                    "add the transition"
+                )
 
 
 def check_genesis_lock(
@@ -234,4 +368,7 @@ def build_lock(config: EnvironmentConfig, keys: KeySet, genesis: GenesisResult) 
             for n in keys.nodes
         ],
         "accounts": [{"name": a.name, "address": a.address, "secret": a.secret_name} for a in keys.accounts],
+        # Only when there are any: a lock without the key reads as none (locks written before
+        # transitions existed), so environments without transitions keep their lock bytes.
+        **({"transitions": list(genesis.transitions)} if genesis.transitions else {}),
     }
