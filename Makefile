@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast ui bench clean smoke-bins
+.PHONY: run test test-fast ui bench clean smoke-bins monitoring-bins
 
 # The client binaries `chainops smoke` runs (the geth-clique profile's pinned release),
 # built once from their Go module into a cache outside the repository and reused.
@@ -24,6 +24,17 @@ smoke-bins:
 	  GOBIN=$(ETHASH_GETH_DIR) GOTOOLCHAIN=go1.21.13 go install \
 	    github.com/ethereum/go-ethereum/cmd/geth@$(ETHASH_GETH_VERSION) github.com/ethereum/go-ethereum/cmd/bootnode@$(ETHASH_GETH_VERSION)
 
+# promtool, which tests/render/test_monitoring.py runs on the rendered alert rules
+# (`promtool check rules`, `promtool test rules`), built once from the Prometheus Go module
+# into a cache outside the repository and reused (v0.316.0 needs go >= 1.26.7).
+PROMTOOL_VERSION := v0.316.0
+export CHAINOPS_PROMTOOL_DIR ?= $(HOME)/.cache/chainops/promtool-$(PROMTOOL_VERSION)/bin
+
+monitoring-bins:
+	@test -x $(CHAINOPS_PROMTOOL_DIR)/promtool || \
+	  GOBIN=$(CHAINOPS_PROMTOOL_DIR) GOTOOLCHAIN=go1.26.8 go install \
+	    github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -33,7 +44,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/chainops compile
 
-test: $(STAMP) smoke-bins
+test: $(STAMP) smoke-bins monitoring-bins
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 # Everything but the tests that boot servers and pods (see SLOW_MODULES in tests/conftest.py).

@@ -23,7 +23,8 @@ from typing import Any
 
 from pipelines.lib.config import EnvironmentConfig, parse_image
 from pipelines.lib.keys import P2P_PORT, KeySet, NodeIdentity, PrivateKeyMaterial, needs_keystore
-from pipelines.lib.profiles import BOOTNODE_CHART, ETHSTATS_CHART, NETWORK_CHART
+from pipelines.lib.monitoring import monitoring_chart_values
+from pipelines.lib.profiles import BOOTNODE_CHART, ETHSTATS_CHART, MONITORING_CHART, NETWORK_CHART
 from pipelines.lib.render import RenderedObject, RenderError, load_chart, render_chart
 
 DISCOVERY_PORT = 30301  # the bootnodes' UDP port, as in their enode URLs
@@ -218,6 +219,11 @@ def node_chart_values(
         values["bootnodes"] = bootnodes
     else:
         values["transitionsChecksum"] = transitions_checksum(genesis_json)
+    monitoring = config.spec.monitoring
+    if monitoring.enabled:  # the alerts and dashboards read what these ServiceMonitors scrape
+        values["serviceMonitor"] = {"enabled": True, "interval": monitoring.scrapeInterval}
+        if monitoring.serviceMonitorLabels:
+            values["serviceMonitor"]["labels"] = dict(monitoring.serviceMonitorLabels)
     if ingress is not None and not keys.by_role("rpc"):
         raise RenderError(f"{config.source_path}: kubernetes.rpcIngress: an RPC Ingress needs RPC nodes; set nodes.rpc >= 1")
     return values
@@ -267,6 +273,8 @@ def chart_plan(
         plan.append((BOOTNODE_CHART, bootnode_chart_values(config, keys, privates)))
     if config.spec.ethstats.enabled:
         plan.append((ETHSTATS_CHART, ethstats_chart_values(config, privates)))
+    if config.spec.monitoring.enabled:
+        plan.append((MONITORING_CHART, monitoring_chart_values(config, len(keys.validators), len(keys.by_role("rpc")))))
     return plan
 
 
@@ -294,6 +302,13 @@ def environment_overrides(config: EnvironmentConfig) -> Mapping[str, Mapping[str
     return getattr(config.spec, "values", None) or {}
 
 
+def _computed_from(path: str) -> str:
+    if path.startswith("serviceMonitor."):
+        return ("set by monitoring.enabled: true; use monitoring.scrapeInterval and monitoring.serviceMonitorLabels "
+                "instead (or leave monitoring off)")
+    return "computed by chainops from the environment file; set the environment field instead (nodes, images, kubernetes, ethstats, monitoring)"
+
+
 def render_objects(
     config: EnvironmentConfig,
     keys: KeySet,
@@ -310,13 +325,7 @@ def render_objects(
         env_layer = overrides.get(chart_name, {})
         clashes = computed_overrides(env_layer, computed)
         if clashes:
-            raise RenderError(
-                "\n".join(
-                    f"{config.source_path}: values.{chart_name}.{path}: computed by chainops from the environment "
-                    "file; set the environment field instead (nodes, images, kubernetes, ethstats)"
-                    for path in clashes
-                )
-            )
+            raise RenderError("\n".join(f"{config.source_path}: values.{chart_name}.{path}: {_computed_from(path)}" for path in clashes))
         chart = load_chart(charts_dir / chart_name)
         try:
             objects += render_chart(chart, release, config.profile.values.get(chart_name, {}), env_layer, computed)

@@ -510,6 +510,75 @@ class GitopsSpec(_Strict):
         return v
 
 
+LABEL_KEY_RE = re.compile(
+    r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+PROMETHEUS_DURATION_RE = re.compile(r"^([1-9][0-9]{0,3})(s|m)$")
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds of a Prometheus duration chainops accepts (`30s`, `1m`)."""
+    match = PROMETHEUS_DURATION_RE.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration; allowed: <n>s or <n>m (e.g. 30s, 1m)")
+    return int(match.group(1)) * (60 if match.group(2) == "m" else 1)
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        if not LABEL_KEY_RE.match(key) or len(key) > 253:
+            raise ValueError(f"{key!r} is not a label key ([prefix/]name, a name of at most 63 characters)")
+        if not isinstance(value, str) or not LABEL_VALUE_RE.match(value):
+            raise ValueError(f"{key}: {value!r} is not a label value (at most 63 letters, digits, '-', '_', '.')")
+        if key.startswith(("app.kubernetes.io/", "helm.sh/")):
+            raise ValueError(f"{key!r}: chainops sets the app.kubernetes.io/* and helm.sh/* labels itself")
+    return labels
+
+
+class MonitoringThresholds(_Strict):
+    # Alert when no node's block height rose for this many block periods (ethash: 15 s each).
+    blockStallPeriods: int = Field(default=5, ge=1, le=1000)
+    # Alert when a node's data volume has less than this fraction of its capacity free.
+    diskFreeRatio: float = Field(default=0.1, gt=0, lt=1)
+    # Alert when a node is this many blocks behind the highest node of the network.
+    headLagBlocks: int = Field(default=10, ge=1, le=1_000_000)
+
+
+class MonitoringSpec(_Strict):
+    """Prometheus Operator and Grafana objects for the network (chart `monitoring`):
+    the node charts' ServiceMonitors, a PrometheusRule and a Grafana dashboard ConfigMap."""
+
+    enabled: bool = False
+    # Labels of the dashboard ConfigMap: what the Grafana sidecar watches for.
+    grafanaDashboardLabel: dict[str, str] = Field(default_factory=lambda: {"grafana_dashboard": "1"})
+    # Labels of the PrometheusRule: what the Prometheus' ruleSelector matches.
+    prometheusRuleLabels: dict[str, str] = Field(default_factory=dict)
+    # Labels of the ServiceMonitors: what the Prometheus' serviceMonitorSelector matches.
+    serviceMonitorLabels: dict[str, str] = Field(default_factory=dict)
+    scrapeInterval: str = "30s"
+    thresholds: MonitoringThresholds = MonitoringThresholds()
+
+    @field_validator("grafanaDashboardLabel", "prometheusRuleLabels", "serviceMonitorLabels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_labels(v)
+
+    @field_validator("scrapeInterval")
+    @classmethod
+    def _interval(cls, v: str) -> str:
+        if not 5 <= duration_seconds(v) <= 600:
+            raise ValueError(f"{v!r} is out of range; allowed: 5s to 10m")
+        return v
+
+    @field_validator("grafanaDashboardLabel")
+    @classmethod
+    def _dashboard_label(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("the Grafana sidecar finds dashboards by a label; give one (e.g. grafana_dashboard: \"1\")")
+        return v
+
+
 class EnvironmentSpec(_Strict):
     apiVersion: Literal["chainops/v1"]
     network: NetworkSpec
@@ -518,6 +587,7 @@ class EnvironmentSpec(_Strict):
     contracts: tuple[ContractSpec, ...] = ()
     ethstats: EthstatsSpec = EthstatsSpec()
     kubernetes: KubernetesSpec
+    monitoring: MonitoringSpec = MonitoringSpec()
     images: dict[str, str] = Field(default_factory=dict)
     # Helm-style overrides per chart (`values.<chart>`), checked against the chart's
     # values.schema.json when it renders; values chainops computes cannot be overridden.
@@ -805,7 +875,7 @@ def _pydantic_problems(source: str, exc: ValidationError) -> list[str]:
             message = f"{err.get('input')!r} is not a string"
         elif kind in {"bool_type"}:
             message = f"{err.get('input')!r} is not a boolean; allowed: true, false"
-        elif kind in {"greater_than_equal", "less_than_equal"}:
+        elif kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
             message = f"{err.get('input')!r} is out of range; {err['msg'].lower()}"
         else:
             message = err["msg"].removeprefix("Value error, ")

@@ -17,6 +17,7 @@ from eth_utils import to_checksum_address
 from pipelines.lib.config import EnvironmentConfig
 from pipelines.lib.layout import env_dir
 from pipelines.lib.markdown import ether, mermaid_label, template_env
+from pipelines.lib.profiles import MONITORING_CHART
 from pipelines.lib.review import ObjectKey, namespace_of, parse_objects, read_genesis
 from pipelines.lib.validator_plan import VOTE_METHODS
 
@@ -62,6 +63,8 @@ def network_readme(config: EnvironmentConfig, lock: Mapping[str, Any], files: Ma
         "wallet_json": json.dumps(_wallet_params(config, rpc), indent=2, sort_keys=True),
         "diagram": topology_diagram(config, topology),
         "vote_method": VOTE_METHODS.get(config.spec.network.consensus, ""),
+        "alert_rules": _alert_rules(objects),
+        "grafana_dashboards": _grafana_dashboards(objects),
     }
     return template_env().get_template("network_readme.md.j2").render(**context).encode()
 
@@ -156,6 +159,50 @@ def _endpoints(topology: Topology, namespace: str) -> tuple[list[Endpoint], list
             elif pname in ("ws", "websocket") or number == 8546:
                 ws.append(Endpoint(f"Service {name}", f"ws://{host}:{number}", "WebSocket inside the cluster"))
     return rpc, ws, dashboards, forward
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    alert: str
+    severity: str
+    rule: str  # the PrometheusRule's name
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    title: str
+    uid: str
+    configmap: str
+
+
+def _alert_rules(objects: Mapping[ObjectKey, tuple[str, dict]]) -> list[AlertRule]:
+    """The alerts of the network's PrometheusRules (the monitoring chart), as committed."""
+    found = []
+    for (kind, _, name), (_, obj) in sorted(objects.items()):
+        if kind != "PrometheusRule":
+            continue
+        for group in (obj.get("spec") or {}).get("groups") or []:
+            for rule in group.get("rules") or []:
+                if rule.get("alert"):
+                    found.append(AlertRule(str(rule["alert"]), str((rule.get("labels") or {}).get("severity", "")), name))
+    return found
+
+
+def _grafana_dashboards(objects: Mapping[ObjectKey, tuple[str, dict]]) -> list[Dashboard]:
+    """The monitoring chart's Grafana dashboards (ConfigMaps of JSON with a title and a uid)."""
+    found = []
+    for (kind, _, name), (_, obj) in sorted(objects.items()):
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        if kind != "ConfigMap" or labels.get("app.kubernetes.io/name") != MONITORING_CHART:
+            continue
+        for key, value in sorted((obj.get("data") or {}).items()):
+            try:
+                dashboard = json.loads(value) if key.endswith(".json") else None
+            except ValueError:
+                dashboard = None
+            if isinstance(dashboard, dict) and "uid" in dashboard:
+                found.append(Dashboard(str(dashboard.get("title", "")), str(dashboard["uid"]), name))
+    return found
 
 
 def _accounts(genesis: Mapping[str, Any], lock: Mapping[str, Any]) -> list[Account]:

@@ -21,6 +21,7 @@ from typing import Any
 NETWORK_CHART = "network"
 BOOTNODE_CHART = "bootnode"
 ETHSTATS_CHART = "ethstats"
+MONITORING_CHART = "monitoring"
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Profile:
     def charts(self) -> tuple[str, ...]:
         """Every chart an environment of this profile may render (and may set `values` for)."""
         optional = (BOOTNODE_CHART,) if "bootnode" in self.images else ()
-        return (NETWORK_CHART, self.chart, *optional, ETHSTATS_CHART)
+        return (NETWORK_CHART, self.chart, *optional, ETHSTATS_CHART, MONITORING_CHART)
 
     def pinned_tag(self, image: str) -> str:
         """The tag the profile pins for one of its images (the release's app version)."""

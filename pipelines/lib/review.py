@@ -72,6 +72,15 @@ class ReplicaChange:
 
 
 @dataclass(frozen=True)
+class AlertChange:
+    """An alert of a PrometheusRule (monitoring.enabled) added, removed or changed."""
+
+    action: Action
+    alert: str
+    fields: tuple[str, ...] = ()  # expr, for, labels.severity, ...
+
+
+@dataclass(frozen=True)
 class NodeRef:
     name: str
     role: str
@@ -115,6 +124,7 @@ class ReviewSummary:
     @property
     def transitions_added(self) -> tuple[TransitionChange, ...]:
         return tuple(t for t in self.transitions if t.action == "added")
+    alerts: tuple[AlertChange, ...] = ()  # PrometheusRule alerts by name
 
     @property
     def changed(self) -> bool:
@@ -347,6 +357,7 @@ def build_summary(
         warnings=warnings,
         transitions=transitions,
         block_period=_engine(new_genesis or old_genesis).get("blockperiodseconds"),
+        alerts=_alert_changes(old_objects, new_objects) if kind == "update" else (),
     )
     if provisional.genesis_changed:  # a reset chain starts from the new genesis validators: no votes
         return replace(provisional, plan=None)
@@ -477,6 +488,32 @@ def _image_changes(old: Mapping[ObjectKey, tuple[str, dict]], new: Mapping[Objec
             if before[container] != after[container]:
                 grouped.setdefault((before[container], after[container]), []).append(f"{key[0]}/{key[2]}: {container}")
     return tuple(ImageChange(b, a, tuple(where)) for (b, a), where in sorted(grouped.items()))
+
+
+def _alerts(objects: Mapping[ObjectKey, tuple[str, dict]]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for (kind, _, name), (_, obj) in sorted(objects.items()):
+        if kind == "PrometheusRule":
+            for group in (obj.get("spec") or {}).get("groups") or []:
+                for rule in group.get("rules") or []:
+                    if isinstance(rule, dict) and rule.get("alert"):
+                        found[f"{name}/{rule['alert']}"] = rule
+    return found
+
+
+def _alert_changes(old: Mapping[ObjectKey, tuple[str, dict]], new: Mapping[ObjectKey, tuple[str, dict]]) -> tuple[AlertChange, ...]:
+    """Alerts by name: what a reviewer of a PrometheusRule change wants to read."""
+    before, after = _alerts(old), _alerts(new)
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        alert = key.split("/", 1)[1]
+        if key not in before:
+            changes.append(AlertChange("added", alert))
+        elif key not in after:
+            changes.append(AlertChange("removed", alert))
+        elif before[key] != after[key]:
+            changes.append(AlertChange("changed", alert, tuple(changed_fields(before[key], after[key]))))
+    return tuple(changes)
 
 
 def _replica_changes(old: Mapping[ObjectKey, tuple[str, dict]], new: Mapping[ObjectKey, tuple[str, dict]]) -> tuple[ReplicaChange, ...]:

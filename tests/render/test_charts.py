@@ -270,7 +270,7 @@ def test_kustomize_builds_the_rendered_directory(rendered, env, tmp_path):
     assert sorted((o["kind"], o["metadata"]["name"]) for o in built) == expected
 
 
-@pytest.mark.parametrize("chart", ["network", "besu-node", "geth-node", "bootnode", "ethstats"])
+@pytest.mark.parametrize("chart", ["network", "besu-node", "geth-node", "bootnode", "ethstats", "monitoring"])
 def test_chart_layout_and_documented_values(chart):
     meta = yaml.safe_load((CHARTS / chart / "Chart.yaml").read_text())
     assert meta["apiVersion"] == "v2" and meta["name"] == chart and meta["version"] and meta["appVersion"]
@@ -784,7 +784,7 @@ def test_secret_values_are_never_echoed_in_errors(rendered):
 
 
 def test_values_for_a_chart_the_profile_does_not_use_are_refused():
-    with pytest.raises(ConfigError, match=r"values: unknown chart\(s\) besu-node; allowed for profile geth-ethash: network, geth-node, bootnode, ethstats"):
+    with pytest.raises(ConfigError, match=r"values: unknown chart\(s\) besu-node; allowed for profile geth-ethash: network, geth-node, bootnode, ethstats, monitoring"):
         environment("seed", "values: {besu-node: {}}\n")
 
 
