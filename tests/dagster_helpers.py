@@ -10,3 +10,8 @@ ASSETS = [environment_config, node_keys, genesis, rendered_manifests, gitops_com
 CHECKS = [config_valid, genesis_lock, manifests_valid, no_plaintext_secrets, render_deterministic]
 ASSET_NAMES = ["environment_config", "node_keys", "genesis", "rendered_manifests", "gitops_commit"]
 CHECK_NAMES = ["config_valid", "genesis_lock", "manifests_valid", "no_plaintext_secrets", "render_deterministic"]
+
+
+def checks_of(result) -> dict[str, tuple[bool, str]]:
+    """Each asset check of a materialisation: (passed, severity)."""
+    return {e.check_name: (e.passed, e.severity.value) for e in result.get_asset_check_evaluations()}

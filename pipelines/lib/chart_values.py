@@ -21,13 +21,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipelines.lib.config import EnvironmentConfig, parse_image
+from pipelines.lib import peers
+from pipelines.lib.config import P2P_EXPOSED_ROLES, EnvironmentConfig, parse_image
+from pipelines.lib.enode import parse_enode
 from pipelines.lib.keys import P2P_PORT, KeySet, NodeIdentity, PrivateKeyMaterial, needs_keystore
 from pipelines.lib.monitoring import monitoring_chart_values
+from pipelines.lib.peers import DISCOVERY_PORT
 from pipelines.lib.profiles import BOOTNODE_CHART, ETHSTATS_CHART, MONITORING_CHART, NETWORK_CHART
 from pipelines.lib.render import RenderedObject, RenderError, load_chart, render_chart
 
-DISCOVERY_PORT = 30301  # the bootnodes' UDP port, as in their enode URLs
 ETHSTATS_SERVICE = "ethstats"
 ETHSTATS_PORT = 3000
 ETHSTATS_SECRET_NAME = "ethstats"
@@ -46,11 +48,6 @@ LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 # controller-revision-hash=<name>-<10 character hash>, a label value of at most 63.
 LABEL_NAMED_KINDS = frozenset({"Namespace", "Service"})
 MAX_STATEFULSET_NAME = 52
-
-
-def pod_host(node: NodeIdentity, namespace: str) -> str:
-    """The stable DNS name of a StatefulSet pod: <pod>.<headless Service>.<namespace>."""
-    return f"{node.name}.{node.role}.{namespace}.svc.cluster.local"
 
 
 def _image(reference: str) -> dict[str, str]:
@@ -109,10 +106,34 @@ def _account_secrets(keys: KeySet, privates: Mapping[str, PrivateKeyMaterial]) -
 
 
 # -- computed values per chart ---------------------------------------------------------
+def external_peer_rules(config: EnvironmentConfig) -> list[dict[str, Any]]:
+    """Where the nodes may dial outside the namespace: each external peer's TCP port and UDP
+    discovery port, to its address (`cidr`) when it is an IP, to any address when it is a DNS name
+    (a NetworkPolicy cannot name a host)."""
+    rules = []
+    for url in peers.external_peers(config):
+        enode = parse_enode(url)
+        cidr = f"{enode.host}/{128 if ':' in enode.host else 32}" if enode.is_ip else ""
+        rules.append({"host": enode.host, "cidr": cidr, "tcpPort": enode.port, "udpPort": enode.udp_port})
+    return sorted(rules, key=lambda r: (r["host"], r["tcpPort"], r["udpPort"]))
+
+
+def exposure_values(config: EnvironmentConfig, keys: KeySet, roles: tuple[str, ...]) -> dict[str, Any]:
+    """The per-pod p2p Services and advertised addresses of the nodes in `roles`."""
+    advertised = config.advertised_endpoints()
+    nodes = [
+        {"name": n.name, "group": n.role, "host": advertised[n.name][0], "port": advertised[n.name][1]}
+        for n in keys.nodes
+        if n.role in roles and n.name in advertised
+    ]
+    return {"type": config.spec.kubernetes.p2pExposure, "nodes": nodes}
+
+
 def network_chart_values(
     config: EnvironmentConfig, keys: KeySet, genesis_hash: str, genesis_json: bytes
 ) -> dict[str, Any]:
     roles = [role for role in ("validator", "rpc", "bootnode") if keys.by_role(role)]
+    exposed = [role for role in roles if role in P2P_EXPOSED_ROLES] if config.spec.kubernetes.p2pExposure != "none" else []
     return {
         "namespace": config.spec.kubernetes.namespace,
         "appVersion": config.profile.pinned_tag(config.spec.network.client),
@@ -130,7 +151,9 @@ def network_chart_values(
             "rpc": "rpc" in roles,
             "rpcIngress": config.spec.kubernetes.rpcIngress is not None,
             "ethstats": config.spec.ethstats.enabled,
+            "p2pExposed": exposed,
         },
+        "externalPeers": external_peer_rules(config),
     }
 
 
@@ -188,12 +211,15 @@ def node_chart_values(
                 }
             )
     nodes = [n for n in keys.nodes if n.role in ("validator", "rpc")]
-    bootnodes = [n.enode(pod_host(n, namespace), DISCOVERY_PORT) for n in keys.by_role("bootnode")]
+    bootnodes = [peers.internal_enode(config, n) for n in keys.by_role("bootnode")]
     # Static peers are the validators (a stable set): adding an RPC node changes no config
-    # and restarts nothing. geth with bootnodes discovers its peers instead (see the chart).
-    static = [n.enode(pod_host(n, namespace)) for n in keys.validators]
+    # and restarts nothing, plus the external peers. geth with bootnodes discovers the
+    # network's own nodes instead (see the chart); external peers are static there too, and
+    # bootnodes (their discovery finds the other side's nodes).
+    static = peers.static_peers(config, keys)
     if client == "geth" and bootnodes:
-        static = []
+        static = peers.external_peers(config)
+        bootnodes = bootnodes + peers.external_peers(config)
     values: dict[str, Any] = {
         "namespace": namespace,
         "appVersion": config.profile.pinned_tag(client),
@@ -214,11 +240,15 @@ def node_chart_values(
         # The network chart's policies admit the ingress controller exactly when this is set.
         "rpc": {"ingress": {"host": ingress.host if ingress else "",
                             **({"tlsSecretName": ingress.tlsSecretName} if ingress and ingress.tlsSecretName else {})}},
+        "p2pExposure": exposure_values(config, keys, ("validator", "rpc")),
     }
     if client == "geth":
         values["bootnodes"] = bootnodes
+        values["externalPeers"] = peers.external_peers(config)
     else:
         values["transitionsChecksum"] = transitions_checksum(genesis_json)
+        permissioned = config.spec.network.permissioning.nodes
+        values["permissioning"] = {"nodes": permissioned, "allowlist": peers.allowlist(config, keys) if permissioned else []}
     monitoring = config.spec.monitoring
     if monitoring.enabled:  # the alerts and dashboards read what these ServiceMonitors scrape
         values["serviceMonitor"] = {"enabled": True, "interval": monitoring.scrapeInterval}

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import pyrage
 import yaml
 from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipelines.lib.enode import EnodeError, is_ip_address, parse_enode
 from pipelines.lib.errors import InputProblem
 from pipelines.lib.profiles import CONSENSUS_BY_CLIENT, Profile, profile_for
 
@@ -192,6 +194,20 @@ class TransitionSpec(_Strict):
         if self.blockPeriodSeconds is None and self.validatorSelection is None:
             raise ValueError("a transition changes nothing without blockPeriodSeconds or validatorSelection")
         return self
+def _enode(value: str) -> str:
+    try:
+        return parse_enode(value).url()
+    except EnodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+EnodeURL = Annotated[str, AfterValidator(_enode)]
+
+
+class PermissioningSpec(_Strict):
+    """Besu local permissioning: a nodes-allowlist every node loads (geth has none)."""
+
+    nodes: bool = False
 
 
 class NetworkSpec(_Strict):
@@ -231,6 +247,14 @@ class NetworkSpec(_Strict):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{shown_url(v)} is not an http(s) URL with a host; {allowed}")
         return v
+    # Nodes outside this cluster: static peers (and bootnodes) of every node, and in the allowlist.
+    externalPeers: tuple[EnodeURL, ...] = ()
+    permissioning: PermissioningSpec = PermissioningSpec()
+
+    @field_validator("externalPeers", mode="before")
+    @classmethod
+    def _peers_list(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
 
     @field_validator("chainId", "networkId")
     @classmethod
@@ -411,10 +435,22 @@ class IngressSpec(_Strict):
         return v
 
 
+P2P_EXPOSED_ROLES = ("validator", "rpc")  # the pods of the client chart (bootnodes stay in the cluster)
+MAX_GROUP = 64  # nodes.validators and nodes.rpc are at most 64: the nodePort blocks below
+DEFAULT_NODE_PORT_BASE = 30303
+NODE_PORT_MAX = 32767  # the default --service-node-port-range is 30000-32767
+
+
 class KubernetesSpec(_Strict):
     namespace: str
     storage: StorageSpec = StorageSpec()
     rpcIngress: IngressSpec | None = None
+    # How nodes outside the cluster reach the p2p port: one Service per pod, the advertised
+    # address in the node's enode (network.lock.json) and in the client's NAT flags.
+    p2pExposure: Literal["none", "loadBalancer", "nodePort"] = "none"
+    p2pAdvertisedHosts: dict[str, str] = Field(default_factory=dict)
+    p2pAdvertisedHost: str | None = None
+    p2pNodePortBase: int = Field(default=DEFAULT_NODE_PORT_BASE, ge=30000, le=NODE_PORT_MAX - 2 * MAX_GROUP + 1)
 
     @field_validator("namespace")
     @classmethod
@@ -669,6 +705,21 @@ class EnvironmentSpec(_Strict):
         if selector is not None and selector.lower() not in {c.address.lower() for c in self.contracts}:
             raise ValueError(f"network.validatorContractAddress: {selector} must be one of `contracts:`")
         self._transition_rules()
+        peer_ids: dict[str, int] = {}
+        for index, url in enumerate(self.network.externalPeers):
+            node_id = parse_enode(url).node_id
+            if node_id in peer_ids:
+                raise ValueError(
+                    f"network.externalPeers[{index}]: node key {node_id[:12]}… is already listed as "
+                    f"network.externalPeers[{peer_ids[node_id]}]; list each external node once"
+                )
+            peer_ids[node_id] = index
+        if self.network.permissioning.nodes and self.network.client != "besu":
+            raise ValueError(
+                "network.permissioning.nodes: node permissioning is Besu's local permissioning (a nodes-allowlist in "
+                "permissions_config.toml); geth has no node allowlist, so it would run unrestricted; allowed for geth: false"
+            )
+        _check_p2p_exposure(self)
         return self
 
     def _transition_rules(self) -> None:
@@ -694,6 +745,69 @@ class EnvironmentSpec(_Strict):
                     f"is not after block {earlier} of network.transitions[{i - 1}]; list transitions in increasing block order"
                 )
                 raise ValueError(f"network.transitions[{i}].block: {transition.block} {rule}")
+
+
+def p2p_node_names(spec: EnvironmentSpec) -> list[str]:
+    """The nodes a p2p exposure publishes (validators and RPC nodes, in their stable order)."""
+    return [f"validator-{i}" for i in range(spec.nodes.validators)] + [f"rpc-{i}" for i in range(spec.nodes.rpc)]
+
+
+def node_port_of(name: str, base: int) -> int:
+    """validator-i -> base + i, rpc-i -> base + 64 + i: fixed per node, whatever the counts,
+    so adding a validator moves no RPC node's port (and no enode in the lock)."""
+    role, index = name.rsplit("-", 1)
+    return base + (0 if role == "validator" else MAX_GROUP) + int(index)
+
+
+def _advertised_host_problem(client: str, host: str) -> str | None:
+    if is_ip_address(host):
+        return None if ":" not in host else f"{host!r} is an IPv6 address; allowed: an IPv4 address"
+    if DNS_NAME_RE.match(host) and not all(label.isdigit() for label in host.split(".")):
+        if client == "geth":
+            return (f"{host!r} is a DNS name; geth advertises an IP only (--nat=extip:<IP> takes an address, not a name): "
+                    "give the IPv4 address the load balancer or node has")
+        return (f"{host!r} is a DNS name; Besu's --p2p-host takes an IP only (its discovery agent refuses a host name: "
+                "'valid advertisement host required'): give the IPv4 address the load balancer or node has")
+    return f"{host!r} is not an IPv4 address"
+
+
+def _check_p2p_exposure(spec: EnvironmentSpec) -> None:
+    kubernetes, client = spec.kubernetes, spec.network.client
+    exposure = kubernetes.p2pExposure
+    if exposure == "none":
+        for field in ("p2pAdvertisedHosts", "p2pAdvertisedHost", "p2pNodePortBase"):
+            if field in kubernetes.model_fields_set:
+                raise ValueError(f"kubernetes.{field}: only used with kubernetes.p2pExposure: loadBalancer or nodePort "
+                                 "(with none, no pod is reachable from outside the cluster)")
+        return
+    if "p2pNodePortBase" in kubernetes.model_fields_set and exposure != "nodePort":
+        raise ValueError("kubernetes.p2pNodePortBase: only used with kubernetes.p2pExposure: nodePort")
+    names = p2p_node_names(spec)
+    for name, host in sorted(kubernetes.p2pAdvertisedHosts.items()):
+        if name not in names:
+            raise ValueError(f"kubernetes.p2pAdvertisedHosts.{name}: not a p2p node of this environment; allowed: "
+                             f"{', '.join(names)} (bootnodes stay inside the cluster)")
+        if problem := _advertised_host_problem(client, host):
+            raise ValueError(f"kubernetes.p2pAdvertisedHosts.{name}: {problem}")
+    if kubernetes.p2pAdvertisedHost is not None and (problem := _advertised_host_problem(client, kubernetes.p2pAdvertisedHost)):
+        raise ValueError(f"kubernetes.p2pAdvertisedHost: {problem}")
+    missing = [n for n in names if n not in kubernetes.p2pAdvertisedHosts and kubernetes.p2pAdvertisedHost is None]
+    if missing:
+        raise ValueError(
+            f"kubernetes.p2pAdvertisedHosts: no advertised address for {', '.join(missing)}; p2pExposure {exposure} "
+            "publishes every validator and RPC node, and its enode must name the address outside nodes dial "
+            "(give each one, or kubernetes.p2pAdvertisedHost for all)"
+        )
+    if exposure == "loadBalancer":
+        owners: dict[str, str] = {}
+        for name in names:
+            host = kubernetes.p2pAdvertisedHosts.get(name) or kubernetes.p2pAdvertisedHost or ""
+            if host in owners:
+                raise ValueError(
+                    f"kubernetes.p2pAdvertisedHosts: {owners[host]} and {name} both advertise {host}:30303; with "
+                    "loadBalancer every node has a load balancer address of its own (nodePort shares one address)"
+                )
+            owners[host] = name
 
 
 def parse_image(reference: str) -> tuple[str, str, str]:
@@ -735,6 +849,19 @@ class EnvironmentConfig(BaseModel):
     @property
     def images(self) -> dict[str, str]:
         return {**self.profile.images, **self.spec.images}
+
+    def advertised_endpoints(self) -> dict[str, tuple[str, int]]:
+        """Node name -> (host, port) outside nodes dial, for every exposed node ({} without exposure).
+        loadBalancer: the node's own address, port 30303; nodePort: the node's fixed nodePort."""
+        kubernetes = self.spec.kubernetes
+        if kubernetes.p2pExposure == "none":
+            return {}
+        found = {}
+        for name in p2p_node_names(self.spec):
+            host = kubernetes.p2pAdvertisedHosts.get(name) or kubernetes.p2pAdvertisedHost or ""
+            port = node_port_of(name, kubernetes.p2pNodePortBase) if kubernetes.p2pExposure == "nodePort" else 30303
+            found[name] = (host, port)
+        return found
 
 
 class _UniqueKeyLoader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):  # type: ignore[misc]

@@ -41,7 +41,13 @@ NOTES = {
     "accounts[].address": "an external account; EIP-55 when mixed case",
     "accounts[].balance": "`<n> ether`, `<n> gwei` or `<n> wei` (a unit is required)",
     "contracts[].storage": "32-byte slot -> value, hex",
+    "network.externalPeers": "enode URLs of nodes outside the cluster: static peers of every node (geth with bootnodes: also bootnodes), in the allowlist",
+    "network.permissioning.nodes": "Besu only: every node loads a nodes-allowlist of the lock's enodes and externalPeers",
     "kubernetes.namespace": "not a system namespace (kube-*, default, flux-system, argocd, ...)",
+    "kubernetes.p2pExposure": "one LoadBalancer / NodePort Service per validator and RPC pod; its advertised address is its enode in the lock and in the NAT flags",
+    "kubernetes.p2pAdvertisedHosts": "node name -> the IPv4 address it advertises (loadBalancer: one address per node)",
+    "kubernetes.p2pAdvertisedHost": "the IPv4 address of every node not in p2pAdvertisedHosts (nodePort: one address, a port per node)",
+    "kubernetes.p2pNodePortBase": "nodePort: validator-i gets base+i, rpc-i base+64+i (in 30000-32767)",
     "kubernetes.rpcIngress.tlsSecretName": "kubernetes.io/tls Secret for the host (required with production: true)",
     "images": "image key -> `repo:tag`, `repo:tag@sha256:...` or `repo@sha256:...`",
     "values": "chart -> Helm-style overrides, checked against values.schema.json",
@@ -73,6 +79,8 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
 
 def _type_name(annotation: Any) -> str:
     origin = get_origin(annotation)
+    if origin is typing.Annotated:  # a constrained type (e.g. an enode URL string): its base type
+        return _type_name(get_args(annotation)[0])
     if origin is Literal:
         return "enum"
     if origin in (typing.Union, types.UnionType):

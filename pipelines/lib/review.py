@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Literal
@@ -30,6 +31,14 @@ from pipelines.lib.yaml_io import load_yaml_all
 
 # The API namespace each method needs enabled on the node (--rpc-http-api / --http.api).
 VOTE_APIS = {"qbft": "QBFT", "ibft2": "IBFT", "clique": "clique"}
+# Besu local permissioning (chart_sources/besu-node/templates/configmap-permissions.yaml).
+ALLOWLIST_CONFIGMAP = "besu-permissions"
+ALLOWLIST_FILE = "permissions_config.toml"
+# How a running Besu node loads a changed permissions file: the PERM API method, or a restart
+# (besu-docs, private-networks/how-to/use-local-permissioning.md: "update the
+# permissions_config.toml file directly and then update the allowlist using the
+# perm_reloadPermissionsFromFile method"; the PERM API is not enabled by default).
+RELOAD_METHOD = "perm_reloadPermissionsFromFile"
 WORKLOAD_KINDS = ("StatefulSet", "Deployment", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 SCALABLE_KINDS = ("StatefulSet", "Deployment", "ReplicaSet")
 MAX_FIELD_DEPTH = 10
@@ -97,6 +106,56 @@ class TransitionChange:
 
 
 @dataclass(frozen=True)
+class AllowlistChange:
+    """Besu's node allowlist before and after: who is added or removed, and which running
+    nodes must load the new file (`reload`) or load it anyway because their pods restart."""
+
+    added: tuple[str, ...]  # node names, or "external <id>…@host:port"
+    removed: tuple[str, ...]
+    readdressed: tuple[str, ...]  # the same node id under another address
+    reload: tuple[str, ...]  # kept nodes whose pods keep running
+    restarted: tuple[str, ...]  # kept nodes whose pod template changes (they restart and read it)
+    state: Literal["changed", "enabled", "disabled"] = "changed"
+
+    def line(self) -> str:
+        if self.state == "enabled":
+            return (f"Node allowlist enabled: {len(self.added)} nodes; every node restarts with local permissioning "
+                    "(its pod template changes)")
+        if self.state == "disabled":
+            return "Node allowlist removed: permissioning is off; every node restarts without it"
+        what = [f"+{n}" for n in self.added] + [f"-{n}" for n in self.removed] + [f"~{n} (new address)" for n in self.readdressed]
+        parts = [f"Node allowlist changed: {', '.join(what)}"]
+        if self.reload:
+            parts.append(f"reload on {compress_names(self.reload)} ({RELOAD_METHOD} or restart)")
+        if self.restarted:
+            parts.append(f"{compress_names(self.restarted)} restart with this change and load it")
+        if not self.reload and not self.restarted:
+            parts.append("no running node to reload")
+        return "; ".join(parts)
+
+
+def compress_names(names: Iterable[str]) -> str:
+    """`validator-0, validator-1, validator-2, rpc-0` -> `validator-0..2, rpc-0` (runs of indices)."""
+    order = {"validator": 0, "rpc": 1, "bootnode": 2}
+    parsed = []
+    for name in names:
+        role, _, index = name.rpartition("-")
+        parsed.append((order.get(role, 9), role, int(index)) if index.isdigit() else (10, name, -1))
+    runs: list[str] = []
+    for _, role, index in sorted(parsed):
+        if index < 0:
+            runs.append(role)
+            continue
+        previous = runs[-1] if runs else ""
+        match = re.fullmatch(rf"{re.escape(role)}-(\d+)(?:\.\.(\d+))?", previous)
+        if match and int(match.group(2) or match.group(1)) == index - 1:
+            runs[-1] = f"{role}-{match.group(1)}..{index}"
+        else:
+            runs.append(f"{role}-{index}")
+    return ", ".join(runs)
+
+
+@dataclass(frozen=True)
 class ReviewSummary:
     environment: str
     kind: Literal["new", "update", "decommission", "none"]
@@ -120,11 +179,12 @@ class ReviewSummary:
     warnings: tuple[str, ...] = ()  # production-policy findings (pipelines/lib/policy.py)
     transitions: tuple[TransitionChange, ...] = ()  # consensus transitions added to a live chain's genesis
     block_period: int | None = None  # seconds per block at genesis (for "about how long until block N")
+    alerts: tuple[AlertChange, ...] = ()  # PrometheusRule alerts by name
+    allowlist: AllowlistChange | None = None  # Besu local permissioning (None: unchanged or not used)
 
     @property
     def transitions_added(self) -> tuple[TransitionChange, ...]:
         return tuple(t for t in self.transitions if t.action == "added")
-    alerts: tuple[AlertChange, ...] = ()  # PrometheusRule alerts by name
 
     @property
     def changed(self) -> bool:
@@ -158,6 +218,8 @@ class ReviewSummary:
             found.append(f"validators +{len(self.validators_added)}/-{len(self.validators_removed)} (votes needed)")
         if self.keys_rotated:
             found.append(f"keys rotated: {', '.join(self.keys_rotated)}")
+        if self.allowlist is not None:
+            found.append(f"node allowlist {self.allowlist.state}")
         if not found and self.changed:
             counts = self.counts()
             found.append(f"{sum(counts.values()) or len(self.files)} {'objects' if sum(counts.values()) else 'files'} changed")
@@ -358,6 +420,7 @@ def build_summary(
         transitions=transitions,
         block_period=_engine(new_genesis or old_genesis).get("blockperiodseconds"),
         alerts=_alert_changes(old_objects, new_objects) if kind == "update" else (),
+        allowlist=_allowlist_change(kind, old_lock, new_lock, old_objects, new_objects),
     )
     if provisional.genesis_changed:  # a reset chain starts from the new genesis validators: no votes
         return replace(provisional, plan=None)
@@ -528,6 +591,69 @@ def _replica_changes(old: Mapping[ObjectKey, tuple[str, dict]], new: Mapping[Obj
     return tuple(found)
 
 
+def _allowlist(objects: Mapping[ObjectKey, tuple[str, dict]]) -> list[str] | None:
+    """The nodes-allowlist of the besu-permissions ConfigMap (None without one)."""
+    for (kind, _, name), (_, obj) in objects.items():
+        if kind == "ConfigMap" and name == ALLOWLIST_CONFIGMAP:
+            try:
+                return [str(e) for e in tomllib.loads(str((obj.get("data") or {}).get(ALLOWLIST_FILE, ""))).get("nodes-allowlist", [])]
+            except tomllib.TOMLDecodeError:
+                return []
+    return None
+
+
+def _node_id(enode: str) -> str:
+    return enode.removeprefix("enode://").split("@", 1)[0].lower()
+
+
+def _allowlist_change(
+    kind: str,
+    old_lock: Mapping[str, Any] | None,
+    new_lock: Mapping[str, Any] | None,
+    old_objects: Mapping[ObjectKey, tuple[str, dict]],
+    new_objects: Mapping[ObjectKey, tuple[str, dict]],
+) -> AllowlistChange | None:
+    """What a reviewer must do about Besu's node allowlist: it is one ConfigMap every node
+    mounts (no pod restarts for it), so each running node has to load the new file."""
+    before, after = _allowlist(old_objects), _allowlist(new_objects)
+    if kind in ("new", "decommission", "none") or (before is None and after is None):
+        return None
+    names: dict[str, str] = {}
+    for lock in (old_lock, new_lock):
+        names |= {_node_id(n.get("enode", "")): n.get("name", "") for n in (lock or {}).get("nodes", [])}
+
+    def grouped(entries: list[str]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for entry in entries:
+            found.setdefault(_node_id(entry), set()).add(entry)
+        return found
+
+    def label(node_id: str, entries: set[str]) -> str:
+        if node_id in names:
+            return names[node_id]
+        address = sorted(entries)[0].split("@", 1)[-1]
+        return f"external {node_id[:12]}…@{address}"
+
+    old, new = grouped(before or []), grouped(after or [])
+    if before is None or after is None:
+        return AllowlistChange(tuple(label(i, e) for i, e in sorted(new.items())), (), (), (), (),
+                               "enabled" if before is None else "disabled")
+    if old == new:
+        return None
+    added = tuple(sorted(label(i, new[i]) for i in set(new) - set(old)))
+    removed = tuple(sorted(label(i, old[i]) for i in set(old) - set(new)))
+    readdressed = tuple(sorted(label(i, new[i]) for i in set(old) & set(new) if old[i] != new[i]))
+    kept = sorted(set(_nodes(old_lock)) & set(_nodes(new_lock)))
+    rolled = {
+        key[2] for key in set(old_objects) & set(new_objects)
+        if key[0] == "StatefulSet" and (old_objects[key][1].get("spec") or {}).get("template") != (new_objects[key][1].get("spec") or {}).get("template")
+    }
+    roles = {n.name: n.role for n in _nodes(new_lock).values()}
+    restarted = tuple(n for n in kept if roles.get(n) in rolled)
+    reload = tuple(n for n in kept if roles.get(n) not in rolled)
+    return AllowlistChange(added, removed, readdressed, reload, restarted)
+
+
 def _rotated(old_lock: Mapping[str, Any] | None, new_lock: Mapping[str, Any] | None) -> tuple[str, ...]:
     """Nodes and accounts whose key changed under the same name (names only)."""
     if not old_lock or not new_lock:
@@ -582,6 +708,8 @@ def commit_lines(summary: ReviewSummary) -> list[str]:
             + (f"; every node must restart with the new genesis before block {transition.block}"
                if transition.action == "added" else "")
         )
+    if summary.allowlist is not None:
+        lines.append(summary.allowlist.line())
     if summary.plaintext_secrets:
         lines.append(f"Plaintext Secrets: {', '.join(summary.plaintext_secrets)}")
     return lines

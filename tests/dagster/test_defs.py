@@ -19,7 +19,7 @@ from pipelines.lib.gitops import GitopsError
 from pipelines.lib.keys import PrivateKeyMaterial
 from pipelines.lib.leak_scan import files_holding_private_material
 from tests.conftest import EXAMPLE_NAMES, EXAMPLES, REPO_ROOT, commit_count, git, venv_tool
-from tests.dagster_helpers import ASSET_NAMES, ASSETS, CHECK_NAMES, CHECKS  # noqa: E402
+from tests.dagster_helpers import ASSET_NAMES, ASSETS, CHECK_NAMES, CHECKS, checks_of  # noqa: E402
 from tests.key_helpers import secrets_of
 
 
@@ -92,10 +92,6 @@ def materialize(workspace, partition: str, tags: dict | None = None, resource: C
         tags=tags,
         raise_on_error=False,
     )
-
-
-def checks_of(result) -> dict[str, tuple[bool, str]]:
-    return {e.check_name: (e.passed, e.severity.value) for e in result.get_asset_check_evaluations()}
 
 
 def test_materialize_publishes_and_reports_metadata_without_secrets(workspace, tmp_path):

@@ -28,7 +28,10 @@ def test_every_chart_imports_the_library_helpers_and_renders_its_shared_template
     for path in charts:
         chart = load_chart(path)
         shared[chart.name] = sorted(t for t in chart.templates if t.startswith(f"{COMMON_CHART}/"))
-    assert shared["besu-node"] == shared["geth-node"] == [f"{COMMON_CHART}/ingress.yaml", f"{COMMON_CHART}/poddisruptionbudget.yaml", f"{COMMON_CHART}/secret.yaml"]
+    assert shared["besu-node"] == shared["geth-node"] == [
+        f"{COMMON_CHART}/{name}"
+        for name in ("configmap-p2p.yaml", "ingress.yaml", "poddisruptionbudget.yaml", "secret.yaml", "service-p2p.yaml")
+    ]
     assert shared["bootnode"] == [f"{COMMON_CHART}/secret.yaml"]
 
 

@@ -93,7 +93,28 @@ values:
     serviceMonitor: {enabled: true}
     rpc: {corsDomains: ["https://app.example.com"], wsOrigins: ["https://app.example.com"], extraVhosts: [rpc.internal.example.com]}
 """
-EXTRA_ENVS = {"ibft": IBFT_ENV, "static": STATIC_ENV}
+# Day-2 peering (tests/test_peers.py has the end-to-end side): external peers, per-pod p2p
+# Services with the advertised address in the NAT flags, Besu's node allowlist.
+EXTERNAL_PEERS = [
+    "enode://" + NATIVE.PrivateKey(b"\x07" * 32).public_key.to_bytes().hex() + "@203.0.113.9:30303?discport=30301",
+    "enode://" + NATIVE.PrivateKey(b"\x08" * 32).public_key.to_bytes().hex() + "@peer.example.com:30304",
+]
+PEERS_ENV = f"""apiVersion: chainops/v1
+network: {{chainId: 48722, client: besu, consensus: qbft, externalPeers: {json.dumps(EXTERNAL_PEERS)}, permissioning: {{nodes: true}}}}
+nodes: {{validators: 4, rpc: 1}}
+kubernetes:
+  namespace: chain-peers
+  p2pExposure: loadBalancer
+  p2pAdvertisedHosts: {{validator-0: 198.51.100.10, validator-1: 198.51.100.11, validator-2: 198.51.100.12, validator-3: 198.51.100.13, rpc-0: 198.51.100.20}}
+values:
+  besu-node: {{p2pService: {{annotations: {{service.beta.kubernetes.io/aws-load-balancer-type: nlb}}}}}}
+"""
+GETH_PEERS_ENV = f"""apiVersion: chainops/v1
+network: {{chainId: 48723, client: geth, consensus: clique, externalPeers: {json.dumps(EXTERNAL_PEERS)}}}
+nodes: {{validators: 2, rpc: 1, bootnodes: 1}}
+kubernetes: {{namespace: chain-gethpeers, p2pExposure: nodePort, p2pAdvertisedHost: 198.51.100.30, p2pNodePortBase: 31000}}
+"""
+EXTRA_ENVS = {"ibft": IBFT_ENV, "static": STATIC_ENV, "peers": PEERS_ENV, "gethpeers": GETH_PEERS_ENV}
 ALL_ENVS = (*EXAMPLE_ENVS, *EXTRA_ENVS)
 GOLDEN_ENVS = (*EXAMPLE_ENVS, "ibft")
 
@@ -311,7 +332,7 @@ def command_tokens(container: dict) -> tuple[str, list[str]]:
     args = list(container.get("args", []))
     if command[:1] in (["/bin/sh"], ["sh"]):
         script = command[2]
-        binary = re.search(r"\bexec (\S+)", script).group(1)
+        binary = re.search(r"\bexec (\S+)", script).group(1).rsplit("/", 1)[-1]
         return binary, args + re.findall(r"(?<![\w/])--?[A-Za-z][\w.-]*(?==|\s|$)", script.replace('"$@"', ""))
     binary = command[0].rsplit("/", 1)[-1] if command else {"geth": "geth", "init-genesis": "geth"}[container["name"]]
     return binary, args
@@ -457,7 +478,11 @@ def test_peer_lists_name_real_pods_with_their_keys(rendered, env):
         for container in template["spec"]["containers"]:
             if container["name"] in ("geth", "besu"):
                 flags = [f for f in command_tokens(container)[1] if f.startswith("--bootnodes=")]
-                bootnodes += [e for f in flags for e in f.split("=", 1)[1].split(",")]
+                for flag in flags:
+                    listed = flag.split("=", 1)[1].split(",")
+                    external = list(r.config.spec.network.externalPeers)
+                    assert not external or listed[-len(external):] == external  # geth: external peers bootstrap discovery too
+                    bootnodes += listed
     static: list[str] = []
     for configmap in r.all("ConfigMap"):
         if "static-nodes.json" in configmap["data"]:
@@ -465,6 +490,12 @@ def test_peer_lists_name_real_pods_with_their_keys(rendered, env):
             assert tomllib.loads(configmap["data"]["config.toml"])["bootnodes"] == static
         elif configmap["metadata"]["name"] == "geth-config":
             static += tomllib.loads(configmap["data"]["config.toml"])["Node"]["P2P"]["StaticNodes"]
+    # network.externalPeers come last, as the environment file gives them, in both lists.
+    external = list(r.config.spec.network.externalPeers)
+    if external:
+        assert static[-len(external):] == external
+        static = static[: -len(external)]
+        bootnodes = [b for b in bootnodes if b not in external]
     for enode in bootnodes:
         check_enode(r, enode, "discovery")
     for enode in static:
@@ -504,8 +535,13 @@ def test_references_resolve(rendered, env):
             service = r.get("Service", workload["spec"]["serviceName"])
             assert selects(service["spec"]["selector"], template["metadata"]["labels"])
             assert claims <= {m["name"] for c in containers(template) for m in c["volumeMounts"]}
+    # The labels of each pod as the controller creates it (a StatefulSet adds the pod's name).
+    instances = [
+        (t, {**t["metadata"]["labels"], **({"statefulset.kubernetes.io/pod-name": f"{w['metadata']['name']}-{i}"} if w["kind"] == "StatefulSet" else {})})
+        for w, t in pods for i in range(w["spec"].get("replicas", 1))
+    ]
     for service in r.all("Service"):
-        matched = [t for _, t in pods if selects(service["spec"]["selector"], t["metadata"]["labels"])]
+        matched = [t for t, labels in instances if selects(service["spec"]["selector"], labels)]
         assert matched, service["metadata"]["name"]
         for port in service["spec"]["ports"]:
             names = {(p["name"], p["protocol"]) for t in matched for c in t["spec"]["containers"] for p in c["ports"]}
@@ -538,7 +574,7 @@ def test_network_policies_name_ports_the_selected_pods_have(rendered, env):
         for rule in policy["spec"].get("ingress", []):
             named = {(p["port"], p["protocol"]) for p in rule["ports"]}
             assert named & ports, policy["metadata"]["name"]  # every rule admits something real
-            for peer in rule["from"]:
+            for peer in rule.get("from", []):  # no `from`: any source (p2pExposure)
                 if "podSelector" in peer and peer["podSelector"]:
                     assert any(selects(peer["podSelector"], t["metadata"]["labels"]) for t in templates)
     # Every container port a peer needs is admitted by some policy.

@@ -17,7 +17,6 @@ from eth_utils import to_checksum_address
 
 from pipelines.lib import chain_rpc
 from pipelines.lib import genesis as genesis_lib
-from pipelines.lib.chart_values import pod_host
 from pipelines.lib.config import EnvironmentConfig, parse_balance, shown_url
 from pipelines.lib.errors import GuardError
 from pipelines.lib.keys import (
@@ -28,6 +27,7 @@ from pipelines.lib.layout import (
     env_dir,
 )
 from pipelines.lib.model import Decisions, ExistingEnvironment, GenesisResult
+from pipelines.lib.peers import lock_enode
 from pipelines.lib.validator_plan import Validator, ValidatorPlan, describe_step, plan_change
 
 
@@ -347,7 +347,9 @@ def check_genesis_lock(
 
 
 def build_lock(config: EnvironmentConfig, keys: KeySet, genesis: GenesisResult) -> dict[str, Any]:
-    namespace = config.spec.kubernetes.namespace
+    """The public identity of the environment. A node's enode names its advertised address
+    when kubernetes.p2pExposure publishes it (peers.lock_enode): exposure changes enodes, never
+    keys or genesis."""
     return {
         "environment": config.name,
         "chainId": config.spec.network.chainId,
@@ -362,7 +364,7 @@ def build_lock(config: EnvironmentConfig, keys: KeySet, genesis: GenesisResult) 
                 "name": n.name,
                 "role": n.role,
                 "address": n.address,
-                "enode": n.enode(pod_host(n, namespace), 30301 if n.role == "bootnode" else 30303),
+                "enode": lock_enode(config, n),
                 "secret": n.secret_name,
             }
             for n in keys.nodes

@@ -37,6 +37,7 @@ from pipelines.lib.model import (
     StageTimes,
 )
 from pipelines.lib.network_page import network_readme
+from pipelines.lib.peers import check_external_peers
 from pipelines.lib.review import build_summary
 from pipelines.lib.sealing import (
     sops_rule_yaml,
@@ -122,6 +123,7 @@ def render_environment(
             f"{config.name}: its keys were planned on GitOps commit {_short(keys.based_on)} but the committed state "
             f"to render on is {_short(existing.commit)}: another writer published in between; run again"
         )
+    check_external_peers(config, keys, {n["name"] for n in (existing.lock or {}).get("nodes", [])})
     privates = open_private_bundle(keys.sealed_private, ctx.identity.secret())
     with times.stage("render"):
         objects = render_objects(config, keys, genesis.block_hash, genesis.json_bytes, privates, ctx.charts_dir)
