@@ -541,3 +541,42 @@ def test_review_summary_names_the_alerts_a_change_touches(rendered):
     assert ("### Alerts\n- changed: `ChainopsNodeBehindHead` (`annotations.description`, `expr`)\n"
             "- removed: `ChainopsValidatorPeersBelowQuorum`\n\n") in text
     assert not build_summary("staging", files(rendered["staging"]), files(rendered["staging"])).alerts
+
+
+# -- through the CLI and Dagster ------------------------------------------------------------
+def committed_tree(git_dir: Path, prefix: str) -> dict[str, str]:
+    from tests.conftest import git
+
+    names = git(git_dir, "ls-tree", "-r", "--name-only", "main", prefix).split()
+    return {name: git(git_dir, "show", f"main:{name}") for name in names}
+
+
+def test_dagster_and_the_cli_publish_the_same_monitoring_bundle(run_cli, tmp_path, rendered):
+    """`chainops compile` and a Dagster materialisation of the same file commit the same
+    monitoring objects, and they are the ones rendered here in-process (key-independent)."""
+    import dagster as dg
+
+    from pipelines.defs.resources import ChainopsResource
+    from tests.dagster_helpers import ASSETS, CHECK_NAMES, CHECKS, checks_of
+
+    envs = tmp_path / "environments"
+    envs.mkdir()
+    (envs / "staging.yaml").write_text(STAGING)
+    result = run_cli("compile", "--home", tmp_path / "cli", "--environments", envs)
+    assert result.code == 0, result.err
+    cli_files = committed_tree(tmp_path / "cli" / "gitops.git", "rendered/staging/monitoring")
+    rule = yaml.safe_load(cli_files["rendered/staging/monitoring/prometheusrule-chainops-staging-chain-health.yaml"])
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    assert rule["spec"] == the(rendered["staging"], "PrometheusRule")["spec"]
+    monitors = [yaml.safe_load(text) for name, text in committed_tree(tmp_path / "cli" / "gitops.git", "rendered/staging/besu-node").items()
+                if "/servicemonitor-" in name]
+    assert monitors and all(m["metadata"]["labels"]["release"] == "prometheus" for m in monitors)
+
+    resource = ChainopsResource(environments_dir=str(envs), home=str(tmp_path / "dagster"), charts_dir=str(CHARTS))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("environments", ["staging"])
+        materialised = dg.materialize([*ASSETS, *CHECKS], partition_key="staging", instance=instance,
+                                      resources={"chainops": resource}, raise_on_error=False)
+    assert materialised.success
+    assert checks_of(materialised) == dict.fromkeys(CHECK_NAMES, (True, "ERROR"))
+    assert committed_tree(tmp_path / "dagster" / "gitops.git", "rendered/staging/monitoring") == cli_files
