@@ -372,7 +372,7 @@ def _diff(args: argparse.Namespace) -> int:
         label = Labeller(
             key_labels(before_lock, new_locks[0]),
             key_labels(before_lock, new_locks[1]),
-            (new_locks[0] or {}).get("genesisHash"),
+            new_locks[0].genesisHash if new_locks[0] is not None else None,
         )
         now, after = repo.preview(plans[0].base, first.change)
         _, after_second = repo.preview(plans[1].base, second.change)
@@ -526,7 +526,7 @@ def _rotate(
         publishing[0] = True
         outcomes = publish.publish_environments(repo, base, [dataclasses.replace(item, change=change)], forge)
         repo.adopt_rewind()
-    before = {n["name"]: n["address"] for n in (existing.lock or {}).get("nodes", [])}
+    before = existing.lock.addresses_by_name() if existing.lock is not None else {}
     after = {n.name: n.address for n in keys.nodes}
     print(
         f"{config.name}: rotated p2p key of {args.node}: {before[args.node]} -> {after[args.node]}  "

@@ -24,11 +24,11 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from eth_utils import to_checksum_address
 
 from pipelines.lib.gitops import GitopsRepository
+from pipelines.lib.lock import NetworkLock
 from pipelines.lib.sealing import AgeIdentity
 from pipelines.lib.settings import Settings
 
@@ -38,21 +38,21 @@ LINE_LABEL = "<line derived from new keys: computed at compile>"
 _HEX = re.compile(r"(?:0x)?[0-9a-fA-F]{16,}")
 
 
-def key_labels(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, str]:
-    """Bare lower-case hex of each key-derived value new in `after` (lock dicts) -> its label."""
-    if not after:
+def key_labels(before: NetworkLock | None, after: NetworkLock | None) -> dict[str, str]:
+    """Bare lower-case hex of each key-derived value new in `after` (the compiled lock) -> its label."""
+    if after is None:
         return {}
-    known = {e["address"].lower() for section in ("nodes", "accounts") for e in (before or {}).get(section, [])}
+    known = {e.address.lower() for e in [*before.nodes, *before.accounts]} if before is not None else set()
     labels: dict[str, str] = {}
-    for node in after.get("nodes", []):
-        if node["address"].lower() in known:
+    for node in after.nodes:
+        if node.address.lower() in known:
             continue
-        labels[node["address"][2:].lower()] = f"<new key: {node['name']} address, generated at compile>"
-        key = node["enode"].removeprefix("enode://").split("@", 1)[0]
-        labels[key.lower()] = f"<new key: {node['name']} enode, generated at compile>"
-    for account in after.get("accounts", []):
-        if account["address"].lower() not in known:
-            labels[account["address"][2:].lower()] = f"<new key: account/{account.get('name') or '?'} address, generated at compile>"
+        labels[node.address[2:].lower()] = f"<new key: {node.name} address, generated at compile>"
+        key = node.enode.removeprefix("enode://").split("@", 1)[0]
+        labels[key.lower()] = f"<new key: {node.name} enode, generated at compile>"
+    for account in after.accounts:
+        if account.address.lower() not in known:
+            labels[account.address[2:].lower()] = f"<new key: account/{account.name or '?'} address, generated at compile>"
     return labels
 
 

@@ -137,7 +137,7 @@ def published_claims(entries: Mapping[str, str], read_blobs: Callable[[Mapping[s
     claims = {}
     for env in sorted(environments):
         chain_id = None
-        try:
+        try:  # not parse_lock: a lock damaged elsewhere still claims its chainId
             value = json.loads(blobs[env]).get("chainId") if env in blobs else None
             chain_id = value if isinstance(value, int) else None
         except (ValueError, AttributeError):

@@ -30,6 +30,7 @@ from eth_utils import to_checksum_address
 from pipelines.lib.config import EnvironmentConfig
 from pipelines.lib.errors import InputProblem
 from pipelines.lib.layout import ESCROW_FILE
+from pipelines.lib.lock import NetworkLock
 
 P2P_PORT = 30303
 ESCROW_VERSION = 1
@@ -170,11 +171,11 @@ def _check_matches(name: str, material: PrivateKeyMaterial, locked_address: str)
     return public
 
 
-def check_rotation(config: EnvironmentConfig, lock: dict | None, rotate: Collection[str]) -> None:
+def check_rotation(config: EnvironmentConfig, lock: NetworkLock | None, rotate: Collection[str]) -> None:
     """Only p2p keys of non-validators rotate; a validator's key is its consensus identity."""
     if not rotate:
         return
-    locked = {n["name"]: n for n in (lock or {}).get("nodes", [])}
+    locked = {n.name: n for n in lock.nodes} if lock is not None else {}
     if not locked:
         raise KeyPolicyError(f"{config.name}: nothing to rotate; the environment has not been compiled yet")
     for name in sorted(rotate):
@@ -183,23 +184,23 @@ def check_rotation(config: EnvironmentConfig, lock: dict | None, rotate: Collect
             raise KeyPolicyError(
                 f"{config.name}: no node {name!r} in network.lock.json; nodes: {', '.join(sorted(locked))}"
             )
-        if node.get("role") == "validator":
+        if node.role == "validator":
             raise KeyPolicyError(
                 f"{config.name}: {name} is a validator; its node key is also its consensus signing key "
-                f"({node.get('address')}), part of the validator set every node checks blocks against. "
+                f"({node.address}), part of the validator set every node checks blocks against. "
                 "Replacing it is a validator change that needs consensus votes: add a new validator node, vote it "
                 "in on more than half of the current validators, then vote the old one out and remove it. "
                 f"`chainops keys rotate` only rotates p2p keys of {' and '.join(ROTATABLE_ROLES)} nodes"
             )
-        if node.get("role") not in ROTATABLE_ROLES:
-            raise KeyPolicyError(f"{config.name}: {name} has role {node.get('role')!r}; only {', '.join(ROTATABLE_ROLES)} rotate")
+        if node.role not in ROTATABLE_ROLES:
+            raise KeyPolicyError(f"{config.name}: {name} has role {node.role!r}; only {', '.join(ROTATABLE_ROLES)} rotate")
         if name not in {n for n, _ in desired_nodes(config)}:
             raise KeyPolicyError(f"{config.name}: {name} is no longer in {config.source_path}; compile to remove it instead")
 
 
 def plan_keys(
     config: EnvironmentConfig,
-    lock: dict | None,
+    lock: NetworkLock | None,
     existing: dict[str, PrivateKeyMaterial],
     recipient: str,
     shared: dict[str, PrivateKeyMaterial] | None = None,
@@ -215,8 +216,8 @@ def plan_keys(
     new CSPRNG key; `derive` (development mode) supplies keys for new names.
     """
     check_rotation(config, lock, rotate)
-    locked_nodes = {n["name"]: n for n in (lock or {}).get("nodes", [])}
-    locked_accounts = {a["name"]: a for a in (lock or {}).get("accounts", []) if a.get("name")}
+    locked_nodes = {n.name: n for n in lock.nodes} if lock is not None else {}
+    locked_accounts = {a.name: a for a in lock.accounts if a.name} if lock is not None else {}
     privates: dict[str, PrivateKeyMaterial] = dict(shared or {})
     generated: list[str] = []
     nodes: list[NodeIdentity] = []
@@ -226,9 +227,9 @@ def plan_keys(
             material = _material(generate_private_key(), needs_keystore(config, role))
             public = public_key_of(bytes.fromhex(material.private_key))
             generated.append(name)
-        elif locked and locked.get("role") == role:
-            material = _locked_material(name, locked, existing)
-            public = _check_matches(name, material, locked["address"])
+        elif locked is not None and locked.role == role:
+            material = _locked_material(name, locked.address, existing)
+            public = _check_matches(name, material, locked.address)
             if needs_keystore(config, role) and material.keystore_json is None:
                 material = _material(bytes.fromhex(material.private_key), True)
         else:
@@ -242,10 +243,10 @@ def plan_keys(
         if spec.name is None:
             continue
         key = f"account/{spec.name}"
-        locked = locked_accounts.get(spec.name)
-        if locked:
-            material = _locked_material(f"account {spec.name}", locked, existing, key)
-            public = _check_matches(f"account {spec.name}", material, locked["address"])
+        account = locked_accounts.get(spec.name)
+        if account is not None:
+            material = _locked_material(f"account {spec.name}", account.address, existing, key)
+            public = _check_matches(f"account {spec.name}", material, account.address)
             if material.keystore_json is None:
                 material = _material(bytes.fromhex(material.private_key), True)
         else:
@@ -264,12 +265,12 @@ def plan_keys(
 
 
 def _locked_material(
-    label: str, locked: Mapping[str, str], existing: Mapping[str, PrivateKeyMaterial], key: str | None = None
+    label: str, locked_address: str, existing: Mapping[str, PrivateKeyMaterial], key: str | None = None
 ) -> PrivateKeyMaterial:
     material = existing.get(key or label)
     if material is None:
         raise KeyPolicyError(
-            f"{label}: network.lock.json locks {locked['address']} but chainops holds no private key for it "
+            f"{label}: network.lock.json locks {locked_address} but chainops holds no private key for it "
             f"(neither in {ESCROW_FILE} nor in a committed Secret it can read); refusing to generate a new key. "
             "Restore the file from Git history or reset the environment explicitly"
         )

@@ -4,8 +4,9 @@ The lock is the memory of what a live network is (its genesis, validators, node 
 account addresses). A lock that lost a field by hand-editing would switch a guard off
 (no `genesisHash`: no genesis check), so a lock is read only through
 :func:`parse_lock`, which refuses anything that is not a complete chainops lock and
-says which field is wrong. Callers still receive the plain dict (canonical JSON is
-what is committed), but only after it has been checked here.
+says which field is wrong. Every reader gets the typed :class:`NetworkLock` and reads its
+attributes; the writer builds one too, and :meth:`NetworkLock.document` (through
+:func:`canonical_json`) gives the bytes that are committed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ _NODE_NAME = r"^(validator|rpc|bootnode)-[0-9]+$"
 class _LockPart(BaseModel):
     # Unknown fields are kept (a newer chainops may add some); known ones must be right.
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    def document(self) -> dict[str, Any]:
+        """As JSON data: exactly the fields it was read or built with, unknown ones included
+        (no defaults added), so a lock read and written back keeps its bytes."""
+        return self.model_dump(exclude_unset=True)
 
 
 class LockedNode(_LockPart):
@@ -73,6 +79,16 @@ class NetworkLock(_LockPart):
     @property
     def account_names(self) -> set[str]:
         return {a.name for a in self.accounts if a.name}
+
+    def validator_nodes(self) -> list[LockedNode]:
+        """The nodes whose role is validator, in lock order (the live validator set)."""
+        return [n for n in self.nodes if n.role == "validator"]
+
+    def addresses_by_name(self) -> dict[str, str]:
+        """Key name -> locked address: every node by its name, every named account as
+        `account/<name>` (the names the key escrow uses)."""
+        found = {n.name: n.address for n in self.nodes}
+        return found | {f"account/{a.name}": a.address for a in self.accounts if a.name}
 
 
 def _field_path(location: tuple[Any, ...]) -> str:

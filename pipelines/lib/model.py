@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -109,20 +108,16 @@ class ExistingEnvironment:
     commit: str | None = None  # the commit the files were read at (None: no commit yet)
 
     @functools.cached_property
-    def checked_lock(self) -> NetworkLock | None:
-        """The lock, checked (a GuardError names a missing or invalid field); None when absent."""
+    def lock(self) -> NetworkLock | None:
+        """The committed lock, parsed and checked once (a GuardError names a missing or
+        invalid field); None when there is none."""
         data = self.files.get(lock_path(self.name))
         return parse_lock(data, self.name) if data else None
-
-    @functools.cached_property
-    def lock(self) -> dict[str, Any] | None:
-        """The lock as committed (a plain dict), only after :attr:`checked_lock` accepted it."""
-        return json.loads(self.files[lock_path(self.name)]) if self.checked_lock is not None else None
 
     def without_lock_if_damaged(self) -> ExistingEnvironment:
         """For an explicit reset: a lock that cannot be read counts as no lock at all."""
         try:
-            self.checked_lock  # noqa: B018 - parse it
+            self.lock  # noqa: B018 - parse it
         except GuardError:
             return dataclasses.replace(self, files={p: b for p, b in self.files.items() if p != lock_path(self.name)})
         return self

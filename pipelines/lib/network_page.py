@@ -16,6 +16,7 @@ from eth_utils import to_checksum_address
 
 from pipelines.lib.config import EnvironmentConfig
 from pipelines.lib.layout import env_dir
+from pipelines.lib.lock import NetworkLock
 from pipelines.lib.markdown import ether, mermaid_label, template_env
 from pipelines.lib.profiles import MONITORING_CHART
 from pipelines.lib.review import ObjectKey, namespace_of, parse_objects, read_genesis
@@ -38,22 +39,21 @@ class Account:
     balance_ether: str
 
 
-def network_readme(config: EnvironmentConfig, lock: Mapping[str, Any], files: Mapping[str, bytes]) -> bytes:
+def network_readme(config: EnvironmentConfig, lock: NetworkLock, files: Mapping[str, bytes]) -> bytes:
     """The environment's page for people: identity, versions, endpoints, validators,
     accounts, wallet setup and a Mermaid topology, all from the files being committed."""
     objects = parse_objects({p: b for p, b in files.items() if p.startswith(env_dir(config.name))})
     genesis = read_genesis(files, config.name) or {}
     topology = Topology.of(objects, lock)
     rpc, ws, dashboards, forward = _endpoints(topology, config.spec.kubernetes.namespace)
-    nodes = list(lock.get("nodes", []))
     context = {
         "c": config,
         "lock": lock,
         "profile": config.profile,
         "images": sorted(config.images.items()),
-        "validators": [n for n in nodes if n.get("role") == "validator"],
-        "others": [n for n in nodes if n.get("role") != "validator"],
-        "genesis_validators": list(lock.get("validators", [])),
+        "validators": lock.validator_nodes(),
+        "others": [n for n in lock.nodes if n.role != "validator"],
+        "genesis_validators": list(lock.validators),
         "accounts": _accounts(genesis, lock),
         "rpc": rpc,
         "ws": ws,
@@ -82,10 +82,10 @@ class Topology:
     static_peers: bool = False  # a rendered config lists static peers (besu static-nodes.json, geth StaticNodes)
 
     @classmethod
-    def of(cls, objects: Mapping[ObjectKey, tuple[str, dict]], lock: Mapping[str, Any]) -> Topology:
+    def of(cls, objects: Mapping[ObjectKey, tuple[str, dict]], lock: NetworkLock) -> Topology:
         roles: dict[str, list[str]] = {}
-        for node in lock.get("nodes", []):
-            roles.setdefault(str(node.get("role")), []).append(str(node.get("name")))
+        for node in lock.nodes:
+            roles.setdefault(node.role, []).append(node.name)
         items = sorted(objects.items())
         workloads = {name: obj for (kind, _, name), (_, obj) in items if kind in ("StatefulSet", "Deployment")}
         services = {
@@ -205,12 +205,12 @@ def _grafana_dashboards(objects: Mapping[ObjectKey, tuple[str, dict]]) -> list[D
     return found
 
 
-def _accounts(genesis: Mapping[str, Any], lock: Mapping[str, Any]) -> list[Account]:
+def _accounts(genesis: Mapping[str, Any], lock: NetworkLock) -> list[Account]:
     labels: dict[str, str] = {}
-    for node in lock.get("nodes", []):
-        labels[str(node.get("address", "")).lower()] = f"node {node.get('name')}"
-    for account in lock.get("accounts", []):
-        labels[str(account.get("address", "")).lower()] = f"{account.get('name')} (key in Secret {account.get('secret')})"
+    for node in lock.nodes:
+        labels[node.address.lower()] = f"node {node.name}"
+    for account in lock.accounts:
+        labels[account.address.lower()] = f"{account.name} (key in Secret {account.secret})"
     found = []
     for address, entry in sorted((genesis.get("alloc") or {}).items()):
         normal = address.lower() if address.lower().startswith("0x") else "0x" + address.lower()

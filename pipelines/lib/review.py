@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Literal
 
-from pipelines.lib.errors import ManifestError
+from pipelines.lib.errors import GuardError, ManifestError
 from pipelines.lib.genesis import transitions_by_block
 from pipelines.lib.layout import GENESIS_FILE, LOCK_FILE, env_dir
+from pipelines.lib.lock import LockedAccount, LockedNode, NetworkLock, parse_lock
 from pipelines.lib.markdown import template_env
 from pipelines.lib.validator_plan import Validator, ValidatorPlan, plan_change
 from pipelines.lib.yaml_io import load_yaml_all
@@ -237,9 +238,45 @@ def is_sealed_path(path: str) -> bool:
     return base.startswith(("secret-", "sealedsecret-")) or base.endswith(".age")
 
 
-def read_lock(files: Mapping[str, bytes], environment: str) -> dict[str, Any] | None:
+def read_lock(files: Mapping[str, bytes], environment: str) -> NetworkLock | None:
+    """The environment's lock in `files` (None: there is none), read with lock.parse_lock.
+
+    Tolerant, as the summary has always been: it describes the states it is given, and the
+    base commit of an explicit reset (--allow-genesis-change) or of a decommission can hold a
+    lock damaged by hand. A lock parse_lock refuses is therefore not refused here but read as
+    far as it goes (see _unchecked_lock); a JSON value that is no object counts as no lock, and
+    only a lock that is not JSON at all raises (ValueError). The compile and every other reader
+    refuse such a lock (ExistingEnvironment.lock)."""
     data = files.get(env_dir(environment) + LOCK_FILE)
-    return json.loads(data) if data else None
+    if not data:
+        return None
+    try:
+        return parse_lock(data, environment)
+    except GuardError:
+        document = json.loads(data)
+        return _unchecked_lock(document) if isinstance(document, dict) else None
+
+
+def _unchecked_lock(document: Mapping[str, Any]) -> NetworkLock:
+    """The fields the summary reads of a lock that failed its checks, unvalidated
+    (model_construct, so they may hold what the types forbid, such as a "" role): every node by
+    its name (a node without one raises KeyError), a missing role, address, enode or Secret
+    as "", a missing account field or genesisHash as None, a missing consensus as "". Only
+    the summary reads it; other fields are not set."""
+    nodes = [
+        LockedNode.model_construct(
+            name=n["name"], role=n.get("role", ""), address=n.get("address", ""), enode=n.get("enode", ""),
+            secret=n.get("secret", ""),
+        )
+        for n in document.get("nodes", [])
+    ]
+    accounts = [
+        LockedAccount.model_construct(name=a.get("name"), address=a.get("address"), secret=a.get("secret"))
+        for a in document.get("accounts", [])
+    ]
+    return NetworkLock.model_construct(
+        consensus=str(document.get("consensus", "")), genesisHash=document.get("genesisHash"), nodes=nodes, accounts=accounts
+    )
 
 
 def read_genesis(files: Mapping[str, bytes], environment: str) -> dict[str, Any] | None:
@@ -336,10 +373,10 @@ def container_images(obj: Mapping[str, Any]) -> dict[str, str]:
     return images
 
 
-def _nodes(lock: Mapping[str, Any] | None) -> dict[str, NodeRef]:
-    if not lock:
+def _nodes(lock: NetworkLock | None) -> dict[str, NodeRef]:
+    if lock is None:
         return {}
-    return {n["name"]: NodeRef(n["name"], n.get("role", ""), n.get("address", "")) for n in lock.get("nodes", [])}
+    return {n.name: NodeRef(n.name, n.role, n.address) for n in lock.nodes}
 
 
 # -- the summary -----------------------------------------------------------------------
@@ -365,7 +402,7 @@ def build_summary(
     )
     if not objects and not files:
         kind = "none"
-    lock = new_lock or old_lock or {}
+    lock = new_lock or old_lock
     old_nodes, new_nodes = _nodes(old_lock), _nodes(new_lock)
     nodes_added = tuple(new_nodes[n] for n in sorted(set(new_nodes) - set(old_nodes)))
     nodes_removed = tuple(old_nodes[n] for n in sorted(set(old_nodes) - set(new_nodes)))
@@ -376,15 +413,15 @@ def build_summary(
     if kind == "update":
         validators_added = tuple(new_validators[a] for a in sorted(set(new_validators) - set(old_validators)))
         validators_removed = tuple(old_validators[a] for a in sorted(set(old_validators) - set(new_validators)))
-    genesis_before = old_lock.get("genesisHash") if old_lock else None
-    genesis_after = new_lock.get("genesisHash") if new_lock else None
+    genesis_before = old_lock.genesisHash if old_lock is not None else None
+    genesis_after = new_lock.genesisHash if new_lock is not None else None
     old_genesis, new_genesis = read_genesis(before, environment), read_genesis(after, environment)
     transitions = _transition_changes(old_genesis, new_genesis) if kind == "update" else ()
     # Transitions added to a live chain keep its genesis: `config` is not in the block hash.
     kept = _without_added_transitions(old_genesis, new_genesis)
     genesis_file_changed = bool(old_genesis is not None and kept is not None and old_genesis != kept)
     genesis_fields = tuple(changed_fields(old_genesis, new_genesis)) if genesis_file_changed else ()
-    consensus = str(lock.get("consensus", ""))
+    consensus = lock.consensus if lock is not None else ""
     plan = None
     if validators_added or validators_removed:
         by_contract = bool(((new_genesis or old_genesis or {}).get("config", {}).get("qbft") or {}).get("validatorcontractaddress"))
@@ -608,8 +645,8 @@ def _node_id(enode: str) -> str:
 
 def _allowlist_change(
     kind: str,
-    old_lock: Mapping[str, Any] | None,
-    new_lock: Mapping[str, Any] | None,
+    old_lock: NetworkLock | None,
+    new_lock: NetworkLock | None,
     old_objects: Mapping[ObjectKey, tuple[str, dict]],
     new_objects: Mapping[ObjectKey, tuple[str, dict]],
 ) -> AllowlistChange | None:
@@ -620,7 +657,8 @@ def _allowlist_change(
         return None
     names: dict[str, str] = {}
     for lock in (old_lock, new_lock):
-        names |= {_node_id(n.get("enode", "")): n.get("name", "") for n in (lock or {}).get("nodes", [])}
+        if lock is not None:
+            names |= {_node_id(n.enode): n.name for n in lock.nodes}
 
     def grouped(entries: list[str]) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
@@ -654,16 +692,13 @@ def _allowlist_change(
     return AllowlistChange(added, removed, readdressed, reload, restarted)
 
 
-def _rotated(old_lock: Mapping[str, Any] | None, new_lock: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """Nodes and accounts whose key changed under the same name (names only)."""
-    if not old_lock or not new_lock:
+def _rotated(old_lock: NetworkLock | None, new_lock: NetworkLock | None) -> tuple[str, ...]:
+    """Nodes, then accounts (`account/<name>`), whose key changed under the same name (names only)."""
+    if old_lock is None or new_lock is None:
         return ()
-    rotated = []
-    for section, label in (("nodes", ""), ("accounts", "account/")):
-        old = {e.get("name"): e.get("address") for e in old_lock.get(section, []) if e.get("name")}
-        new = {e.get("name"): e.get("address") for e in new_lock.get(section, []) if e.get("name")}
-        rotated += [f"{label}{n}" for n in sorted(set(old) & set(new)) if old[n] != new[n]]
-    return tuple(rotated)
+    old, new = old_lock.addresses_by_name(), new_lock.addresses_by_name()
+    kept = sorted(set(old) & set(new), key=lambda name: (name.startswith("account/"), name))
+    return tuple(name for name in kept if old[name] != new[name])
 
 
 def _short_image(reference: str) -> str:

@@ -45,6 +45,8 @@ import yaml
 
 from pipelines.lib.config import parse_image
 from pipelines.lib.errors import OperationalFailure
+from pipelines.lib.layout import lock_path
+from pipelines.lib.lock import NetworkLock, parse_lock
 from pipelines.lib.processes import die_with_parent
 from pipelines.lib.sealing import AgeIdentity, SopsSealer, is_plaintext_secret, is_sops_encrypted
 
@@ -489,11 +491,11 @@ def _static_peers(pod: Pod, config_maps: Mapping[str, Mapping[str, str]]) -> set
     return keys
 
 
-def _check_network(report: SmokeReport, pods: list[Pod], paths: Mapping[str, Path], lock: Mapping[str, Any],
+def _check_network(report: SmokeReport, pods: list[Pod], paths: Mapping[str, Path], lock: NetworkLock,
                    config_maps: Mapping[str, Mapping[str, str]]) -> None:
     """One round of checks on every client pod over IPC: heads, peers, genesis, signers."""
-    known = {_enode_key(n["enode"]): n["name"] for n in lock["nodes"]}
-    own = {n["name"]: _enode_key(n["enode"]) for n in lock["nodes"]}
+    known = {_enode_key(n.enode): n.name for n in lock.nodes}
+    own = {n.name: _enode_key(n.enode) for n in lock.nodes}
     for pod in pods:
         path = paths.get(pod.name)
         if path is None or not path.exists():
@@ -527,20 +529,20 @@ def _check_network(report: SmokeReport, pods: list[Pod], paths: Mapping[str, Pat
 
 
 def _send_transaction(report: SmokeReport, paths: Mapping[str, Path], pods: list[Pod], secrets_data: Mapping[str, Mapping[str, bytes]],
-                      lock: Mapping[str, Any]) -> str | None:
+                      lock: NetworkLock) -> str | None:
     """A transfer signed with a generated account's key (from its Secret), sent to an RPC
     node; returns its hash (None when the environment generates no account)."""
     from eth_account import Account  # lazy: only smoke signs
 
-    account = next((a for a in lock.get("accounts", []) if a.get("secret") and a["secret"] in secrets_data), None)
-    if account is None:
+    account = next((a for a in lock.accounts if a.secret and a.secret in secrets_data), None)
+    if account is None or account.secret is None:
         return None
-    data = secrets_data[account["secret"]]
+    data = secrets_data[account.secret]
     key = Account.decrypt(data["keystore.json"].decode(), data["password"].decode())
     sender = next((paths[p.name] for p in pods if p.name.startswith("rpc-") and p.name in paths), next(iter(paths.values())))
-    nonce = int(ipc(sender, "eth_getTransactionCount", [account["address"], "pending"]), 16)
-    tx = {"nonce": nonce, "to": account["address"], "value": 1, "gas": 21000,
-          "gasPrice": int(ipc(sender, "eth_gasPrice"), 16) * 2, "chainId": lock["chainId"]}
+    nonce = int(ipc(sender, "eth_getTransactionCount", [account.address, "pending"]), 16)
+    tx = {"nonce": nonce, "to": account.address, "value": 1, "gas": 21000,
+          "gasPrice": int(ipc(sender, "eth_gasPrice"), 16) * 2, "chainId": lock.chainId}
     signed = Account.sign_transaction(tx, key)
     raw = getattr(signed, "raw_transaction", None) or signed.rawTransaction
     return ipc(sender, "eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
@@ -601,12 +603,12 @@ def run_smoke(
     pods = [p for p in every_pod if not _not_run(p)]
     chosen = check_binaries(pods, binaries)
     config_maps = {o["metadata"]["name"]: dict(o.get("data") or {}) for o in objects if o["kind"] == "ConfigMap"}
-    lock = json.loads(files[f"rendered/{environment}/network.lock.json"])
-    report = SmokeReport(environment, {p.name: "not started" for p in pods}, {}, lock["genesisHash"])
+    lock = parse_lock(files[lock_path(environment)], environment)
+    report = SmokeReport(environment, {p.name: "not started" for p in pods}, {}, lock.genesisHash)
     report.not_run = {p.name: _not_run(p) or "" for p in every_pod if _not_run(p)}
-    report.consensus = str(lock.get("consensus", ""))
+    report.consensus = lock.consensus
     if report.consensus == "clique":
-        report.signers_expected = tuple(v.lower() for v in lock["validators"])
+        report.signers_expected = tuple(v.lower() for v in lock.validators)
     with tempfile.TemporaryDirectory(prefix="chainops-smoke-") as scratch, _signals_raise(), Network() as network:
         root = Path(scratch)
         for pod in pods:

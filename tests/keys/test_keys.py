@@ -26,6 +26,7 @@ from pipelines.lib.keys import (
     public_key_of,
     seal_escrow,
 )
+from pipelines.lib.lock import LockedAccount, LockedNode, NetworkLock
 
 NATIVE = KeyAPI(NativeECCBackend)
 GETH = """apiVersion: chainops/v1
@@ -34,6 +35,13 @@ nodes: {validators: 2, rpc: 1, bootnodes: 1}
 accounts: [{name: faucet, balance: 1 ether}]
 kubernetes: {namespace: chain-x}
 """
+
+
+def partial_lock(nodes: list[dict], accounts: list[dict] | tuple = ()) -> NetworkLock:
+    """A lock holding only the fields plan_keys reads (unvalidated: no enodes, Secrets or genesis)."""
+    return NetworkLock.model_construct(
+        nodes=[LockedNode.model_construct(**n) for n in nodes], accounts=[LockedAccount.model_construct(**a) for a in accounts]
+    )
 
 
 @pytest.fixture
@@ -67,10 +75,10 @@ def test_plan_generates_then_reuses_locked_keys(identity):
         keystore = json.loads(privates[name].keystore_json)
         assert keystore["crypto"]["kdf"] == "scrypt"
         assert Account.decrypt(keystore, privates[name].password).hex() == privates[name].private_key
-    lock = {
-        "nodes": [{"name": n.name, "role": n.role, "address": n.address} for n in first.nodes],
-        "accounts": [{"name": a.name, "address": a.address} for a in first.accounts],
-    }
+    lock = partial_lock(
+        nodes=[{"name": n.name, "role": n.role, "address": n.address} for n in first.nodes],
+        accounts=[{"name": a.name, "address": a.address} for a in first.accounts],
+    )
     second = plan_keys(config, lock, privates, recipient)
     assert second.generated == ()
     assert second.nodes == first.nodes and second.accounts == first.accounts
@@ -81,7 +89,7 @@ def test_locked_node_without_key_or_with_wrong_key_is_refused(identity):
     recipient = str(identity.to_public())
     first = plan_keys(config, None, {}, recipient)
     privates = open_private_bundle(first.sealed_private, identity)
-    lock = {"nodes": [{"name": n.name, "role": n.role, "address": n.address} for n in first.nodes]}
+    lock = partial_lock(nodes=[{"name": n.name, "role": n.role, "address": n.address} for n in first.nodes])
     missing = {k: v for k, v in privates.items() if k != "rpc-0"}
     with pytest.raises(KeyPolicyError, match="rpc-0: .*refusing to generate a new key"):
         plan_keys(config, lock, missing, recipient)
@@ -124,10 +132,10 @@ def test_rotation_replaces_only_the_named_p2p_key(identity):
     recipient = str(identity.to_public())
     first = plan_keys(config, None, {}, recipient)
     privates = open_private_bundle(first.sealed_private, identity)
-    lock = {
-        "nodes": [{"name": n.name, "role": n.role, "address": n.address} for n in first.nodes],
-        "accounts": [{"name": a.name, "address": a.address} for a in first.accounts],
-    }
+    lock = partial_lock(
+        nodes=[{"name": n.name, "role": n.role, "address": n.address} for n in first.nodes],
+        accounts=[{"name": a.name, "address": a.address} for a in first.accounts],
+    )
     rotated = plan_keys(config, lock, privates, recipient, rotate={"rpc-0"})
     assert rotated.generated == ("rpc-0",) and rotated.rotated == ("rpc-0",)
     changed = {a.name for a, b in zip(first.nodes, rotated.nodes) if a != b}

@@ -42,6 +42,7 @@ from pipelines.lib.keys import (
     public_key_of,
 )
 from pipelines.lib.layout import env_dir
+from pipelines.lib.lock import NetworkLock
 from pipelines.lib.manifests import object_filename, validator_for
 from pipelines.lib.network_page import network_readme
 from pipelines.lib.render import RenderError
@@ -328,7 +329,7 @@ def test_rendering_is_deterministic(rendered):
 def test_network_page_lists_alerts_and_dashboard(rendered):
     config = environment("staging")
     files = {f"{env_dir('staging')}{r.chart}/{object_filename(r.obj)}": dump_yaml(r.obj).encode() for r in rendered["staging"]}
-    page = network_readme(config, {"nodes": [], "genesisHash": "0x00"}, files).decode()
+    page = network_readme(config, NetworkLock.model_construct(nodes=[], validators=[], accounts=[], genesisHash="0x00"), files).decode()
     section = page.split("## Monitoring", 1)[1].split("## Topology", 1)[0]
     assert "PrometheusRule `chainops-staging-chain-health`" in section
     assert "- `ChainopsBlockProductionStalled` (critical)" in section and "- `ChainopsNodeBehindHead` (warning)" in section
@@ -336,7 +337,7 @@ def test_network_page_lists_alerts_and_dashboard(rendered):
     assert len(section.strip().splitlines()) < 15, "short"
     off = render(environment("staging", STAGING.split("monitoring:")[0]))
     files = {f"{env_dir('staging')}{r.chart}/{object_filename(r.obj)}": dump_yaml(r.obj).encode() for r in off}
-    assert "## Monitoring" not in network_readme(config, {"nodes": [], "genesisHash": "0x00"}, files).decode()
+    assert "## Monitoring" not in network_readme(config, NetworkLock.model_construct(nodes=[], validators=[], accounts=[], genesisHash="0x00"), files).decode()
 
 
 def test_docs_example_environment_validates(run_cli, tmp_path):

@@ -25,6 +25,7 @@ from pipelines.lib.keys import KeySet, open_private_bundle
 from pipelines.lib.kustomize import kustomize_build
 from pipelines.lib.layout import env_dir
 from pipelines.lib.leak_scan import files_holding_private_material
+from pipelines.lib.lock import NetworkLock
 from pipelines.lib.manifests import validator_for
 from pipelines.lib.model import CompiledEnvironment, GenesisResult
 from pipelines.lib.pipeline import nondeterministic_files
@@ -77,11 +78,16 @@ def genesis_lock(
     return dg.AssetCheckResult(passed=True, metadata={"genesis_hash": genesis.block_hash, "locked": bool(lock)})
 
 
-def existing_lock_summary(lock: dict | None) -> dict:
+def existing_lock_summary(lock: NetworkLock | None) -> dict:
     """The genesis fields of the committed lock, as the check shows them."""
-    if not lock:
+    if lock is None:
         return {}
-    return {key: lock.get(key) for key in ("genesisHash", "genesisFileSha256", "chainId", "networkId")}
+    return {
+        "genesisHash": lock.genesisHash,
+        "genesisFileSha256": lock.genesisFileSha256,
+        "chainId": lock.chainId,
+        "networkId": lock.networkId,
+    }
 
 
 @dg.asset_check(

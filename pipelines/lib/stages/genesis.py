@@ -26,17 +26,18 @@ from pipelines.lib.layout import (
     GENESIS_FILE,
     env_dir,
 )
+from pipelines.lib.lock import LockedAccount, LockedNode, LockedTransition, NetworkLock
 from pipelines.lib.model import Decisions, ExistingEnvironment, GenesisResult
 from pipelines.lib.peers import lock_enode
 from pipelines.lib.validator_plan import Validator, ValidatorPlan, describe_step, plan_change
 
 
-def genesis_validators(config: EnvironmentConfig, keys: KeySet, lock: dict | None, reset: bool) -> tuple[str, ...]:
+def genesis_validators(config: EnvironmentConfig, keys: KeySet, lock: NetworkLock | None, reset: bool) -> tuple[str, ...]:
     """The genesis validator set: locked once committed, so validator changes never touch genesis."""
     if config.spec.network.consensus == "ethash":
         return ()
-    if lock and not reset and lock.get("genesisHash"):
-        return tuple(lock.get("validators", ()))
+    if lock is not None and not reset:
+        return tuple(lock.validators)
     return tuple(n.address for n in keys.validators)
 
 
@@ -57,6 +58,12 @@ def locked_transitions(config: EnvironmentConfig) -> list[dict[str, Any]]:
             entry["validatorContractAddress"] = to_checksum_address(transition.validatorContractAddress)
         found.append(entry)
     return found
+
+
+def recorded_transitions(lock: NetworkLock | None) -> list[dict[str, Any]]:
+    """The lock's transitions as it records them (the fields they were written with), in the
+    form of locked_transitions, so the two compare field by field."""
+    return [t.document() for t in lock.transitions] if lock is not None else []
 
 
 def _spec_transitions(entries: list[dict[str, Any]]) -> tuple[genesis_lib.Transition, ...]:
@@ -115,13 +122,13 @@ def genesis_spec(config: EnvironmentConfig, keys: KeySet, validators: tuple[str,
     )
 
 
-def validator_plan_for(config: EnvironmentConfig, keys: KeySet, lock: dict | None, reset: bool) -> ValidatorPlan | None:
+def validator_plan_for(config: EnvironmentConfig, keys: KeySet, lock: NetworkLock | None, reset: bool) -> ValidatorPlan | None:
     """The votes that take the live validator set (the lock's validator nodes) to the
     validator nodes of this compile. A first compile or a genesis reset puts the set into
     genesis instead: no plan."""
-    if not lock or reset:
+    if lock is None or reset:
         return None
-    before = [Validator(n["name"], n["address"]) for n in lock.get("nodes", []) if n.get("role") == "validator"]
+    before = [Validator(n.name, n.address) for n in lock.validator_nodes()]
     after = [Validator(n.name, n.address) for n in keys.validators]
     network = config.spec.network
     return plan_change(network.consensus, before, after, by_contract=network.validatorSelection == "contract")
@@ -166,20 +173,19 @@ def compute_genesis(
     block_hash = genesis_lib.genesis_block_hash(document)
     json_bytes = genesis_lib.genesis_json_bytes(document)
     ordered = tuple(genesis_lib.canonical_validator_order(validators)) if validators else ()
-    locked_hash = lock.get("genesisHash") if lock else None
+    locked_hash = lock.genesisHash if lock is not None else None
     previous_doc = _previous_genesis(existing)
     chain_changes = _locked_chain_changes(config, lock)
     transitions = locked_transitions(config)
-    added, altered = transition_changes(list((lock or {}).get("transitions") or []), transitions)
+    recorded = recorded_transitions(lock)
+    added, altered = transition_changes(recorded, transitions)
     compared = document  # what must equal the committed genesis for it to stay locked
     if lock is not None and added and not altered:
-        compared = genesis_lib.build_genesis(
-            dataclasses.replace(spec, transitions=_spec_transitions(list(lock.get("transitions") or [])))
-        )
+        compared = genesis_lib.build_genesis(dataclasses.replace(spec, transitions=_spec_transitions(recorded)))
     compared_sha256 = hashlib.sha256(genesis_lib.genesis_json_bytes(compared)).hexdigest()
     changed = lock is not None and (
         locked_hash != block_hash
-        or lock.get("genesisFileSha256", compared_sha256) != compared_sha256
+        or (lock.genesisFileSha256 is not None and lock.genesisFileSha256 != compared_sha256)  # None: not locked
         or (previous_doc is not None and previous_doc != compared)
         or bool(chain_changes)
     )
@@ -197,20 +203,20 @@ def compute_genesis(
     )
 
 
-def _locked_chain_changes(config: EnvironmentConfig, lock: dict | None) -> list[str]:
+def _locked_chain_changes(config: EnvironmentConfig, lock: NetworkLock | None) -> list[str]:
     """What the environment file changes in the chain the lock records. chainId, networkId
     and the consensus are not all in the block hash, and genesis.json may be gone, so the
     lock's own fields are compared too."""
     if lock is None:
         return []
     network = config.spec.network
-    wanted = {
-        "chainId": network.chainId,
-        "networkId": network.effective_network_id,
-        "client": network.client,
-        "consensus": network.consensus,
+    pairs = {
+        "chainId": (lock.chainId, network.chainId),
+        "networkId": (lock.networkId, network.effective_network_id),
+        "client": (lock.client, network.client),
+        "consensus": (lock.consensus, network.consensus),
     }
-    return [f"{key}: {lock.get(key)!r} -> {value!r}" for key, value in wanted.items() if lock.get(key) != value]
+    return [f"{key}: {locked!r} -> {wanted!r}" for key, (locked, wanted) in pairs.items() if locked != wanted]
 
 
 def _previous_genesis(existing: ExistingEnvironment | None) -> dict | None:
@@ -328,49 +334,44 @@ def check_transitions(config: EnvironmentConfig, genesis: GenesisResult, decisio
 
 
 def check_genesis_lock(
-    config: EnvironmentConfig, lock: dict | None, genesis: GenesisResult, allow_change: bool
+    config: EnvironmentConfig, lock: NetworkLock | None, genesis: GenesisResult, allow_change: bool
 ) -> None:
     """A committed genesis never changes by accident: that would fork or reset a live chain."""
-    if not lock or not genesis.changed or allow_change:
+    if lock is None or not genesis.changed or allow_change:
         return
     what = "; ".join(genesis.differences) or "see genesis.json"
-    if lock["genesisHash"] == genesis.block_hash:
+    if lock.genesisHash == genesis.block_hash:
         hashes = f"block hash unchanged ({genesis.block_hash}) but the chain it describes is not"
     else:
-        hashes = f"block hash {lock['genesisHash']} -> {genesis.block_hash}"
+        hashes = f"block hash {lock.genesisHash} -> {genesis.block_hash}"
     raise GuardError(
         f"{config.source_path}: the committed genesis would change ({what}): {hashes}; genesis.json sha256 "
-        f"{lock.get('genesisFileSha256', '(not locked)')} -> {genesis.file_sha256}. This resets the chain: nodes "
+        f"{lock.genesisFileSha256 or '(not locked)'} -> {genesis.file_sha256}. This resets the chain: nodes "
         f"with the old genesis will not follow the new one. Re-run with --allow-genesis-change {config.name} "
         "if that is intended"
     )
 
 
-def build_lock(config: EnvironmentConfig, keys: KeySet, genesis: GenesisResult) -> dict[str, Any]:
-    """The public identity of the environment. A node's enode names its advertised address
-    when kubernetes.p2pExposure publishes it (peers.lock_enode): exposure changes enodes, never
-    keys or genesis."""
-    return {
-        "environment": config.name,
-        "chainId": config.spec.network.chainId,
-        "networkId": config.spec.network.effective_network_id,
-        "client": config.spec.network.client,
-        "consensus": config.spec.network.consensus,
-        "genesisHash": genesis.block_hash,
-        "genesisFileSha256": genesis.file_sha256,
-        "validators": list(genesis.validators),
-        "nodes": [
-            {
-                "name": n.name,
-                "role": n.role,
-                "address": n.address,
-                "enode": lock_enode(config, n),
-                "secret": n.secret_name,
-            }
+def build_lock(config: EnvironmentConfig, keys: KeySet, genesis: GenesisResult) -> NetworkLock:
+    """The public identity of the environment (its committed form: canonical_json(lock.document())).
+    A node's enode names its advertised address when kubernetes.p2pExposure publishes it
+    (peers.lock_enode): exposure changes enodes, never keys or genesis."""
+    network = config.spec.network
+    return NetworkLock(
+        environment=config.name,
+        chainId=network.chainId,
+        networkId=network.effective_network_id,
+        client=network.client,
+        consensus=network.consensus,
+        genesisHash=genesis.block_hash,
+        genesisFileSha256=genesis.file_sha256,
+        validators=list(genesis.validators),
+        nodes=[
+            LockedNode(name=n.name, role=n.role, address=n.address, enode=lock_enode(config, n), secret=n.secret_name)
             for n in keys.nodes
         ],
-        "accounts": [{"name": a.name, "address": a.address, "secret": a.secret_name} for a in keys.accounts],
-        # Only when there are any: a lock without the key reads as none (locks written before
+        accounts=[LockedAccount(name=a.name, address=a.address, secret=a.secret_name) for a in keys.accounts],
+        # Only when there are any: a lock without the field reads as none (locks written before
         # transitions existed), so environments without transitions keep their lock bytes.
-        **({"transitions": list(genesis.transitions)} if genesis.transitions else {}),
-    }
+        **({"transitions": [LockedTransition(**t) for t in genesis.transitions]} if genesis.transitions else {}),
+    )

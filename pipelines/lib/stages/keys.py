@@ -13,7 +13,6 @@ import base64
 import dataclasses
 import json
 from collections.abc import Collection
-from typing import Any
 
 from pipelines.lib.config import EnvironmentConfig
 from pipelines.lib.errors import GuardError
@@ -37,7 +36,7 @@ from pipelines.lib.layout import (
     escrow_path,
     lock_path,
 )
-from pipelines.lib.lock import canonical_json
+from pipelines.lib.lock import NetworkLock, canonical_json
 from pipelines.lib.model import ExistingEnvironment
 from pipelines.lib.sealing import (
     AgeIdentity,
@@ -59,10 +58,10 @@ def _secret_files(existing: ExistingEnvironment) -> dict[str, str]:
     return found
 
 
-def _locked_secrets(lock: dict[str, Any]) -> list[tuple[str, str]]:
+def _locked_secrets(lock: NetworkLock) -> list[tuple[str, str]]:
     """(key name, Secret name) of every locked node and generated account."""
-    wanted = [(node["name"], node["secret"]) for node in lock.get("nodes", [])]
-    wanted += [(f"account/{a['name']}", a.get("secret", "")) for a in lock.get("accounts", []) if a.get("name")]
+    wanted = [(node.name, node.secret) for node in lock.nodes]
+    wanted += [(f"account/{a.name}", a.secret or "") for a in lock.accounts if a.name]
     return wanted
 
 
@@ -82,7 +81,7 @@ def recover_private_keys(
     only source.
     """
     lock = existing.lock
-    if not lock:
+    if lock is None:
         return {}
     wanted = _locked_secrets(lock)
     held = escrow.keys if escrow else {}
@@ -91,8 +90,7 @@ def recover_private_keys(
     if missing:
         recovered.update(_recover_from_secrets(existing, identity, missing))
     if derive:
-        addresses = {n["name"]: n["address"] for n in lock.get("nodes", [])}
-        addresses |= {f"account/{a['name']}": a["address"] for a in lock.get("accounts", []) if a.get("name")}
+        addresses = lock.addresses_by_name()
         for name, _ in wanted:
             key = derive(name) if name not in recovered else None
             if key is not None and address_of_public_key(public_key_of(key)).lower() == addresses[name].lower():
@@ -132,14 +130,14 @@ def moved_environment(old: ExistingEnvironment, new_name: str, identity: AgeIden
     """The committed state of environment `old` as if it had always been called `new_name`
     (an explicit rename): the same lock, keys, sealed Secrets and genesis under
     `rendered/<new_name>/`, so the renamed environment keeps its network's identity."""
-    lock = old.checked_lock
+    lock = old.lock
     if lock is None:
         raise GuardError(f"{old.name}: has no network.lock.json to rename; nothing was written")
     files: dict[str, bytes] = {}
     for path, data in old.files.items():
         if path.startswith(env_dir(old.name)):
             files[env_dir(new_name) + path[len(env_dir(old.name)) :]] = data
-    files[lock_path(new_name)] = canonical_json({**(old.lock or {}), "environment": new_name})
+    files[lock_path(new_name)] = canonical_json(lock.model_copy(update={"environment": new_name}).document())
     escrow = read_escrow(old, identity)
     if escrow is not None:
         sealed = {env_dir(new_name) + p[len(env_dir(old.name)) :]: r for p, r in escrow.sealed.items() if p.startswith(env_dir(old.name))}
@@ -178,7 +176,7 @@ def compute_keys(
         existing = existing.without_lock_if_damaged()
     derive = mnemonic_deriver(config, mnemonic)
     escrow = read_escrow(existing, identity)
-    check_committed_state(config.name, existing.files, existing.checked_lock, escrow.keys if escrow else None, reset)
+    check_committed_state(config.name, existing.files, existing.lock, escrow.keys if escrow else None, reset)
     check_rotation(config, existing.lock, rotate)
     recovered = recover_private_keys(config, existing, identity, escrow, derive)
     shared = shared_secrets(config, identity)

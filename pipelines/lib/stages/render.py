@@ -123,7 +123,7 @@ def render_environment(
             f"{config.name}: its keys were planned on GitOps commit {_short(keys.based_on)} but the committed state "
             f"to render on is {_short(existing.commit)}: another writer published in between; run again"
         )
-    check_external_peers(config, keys, {n["name"] for n in (existing.lock or {}).get("nodes", [])})
+    check_external_peers(config, keys, existing.lock.node_names if existing.lock is not None else set())
     privates = open_private_bundle(keys.sealed_private, ctx.identity.secret())
     with times.stage("render"):
         objects = render_objects(config, keys, genesis.block_hash, genesis.json_bytes, privates, ctx.charts_dir)
@@ -161,7 +161,7 @@ def render_environment(
         problems += schema_problems(validator, [(path, load_yaml(sealed_files[path])) for path, _, _ in to_seal])
     files.update(sealed_files)
     lock = build_lock(config, keys, genesis)
-    files[base + LOCK_FILE] = canonical_json(lock)
+    files[base + LOCK_FILE] = canonical_json(lock.document())
     files[base + GENESIS_FILE] = genesis.json_bytes
     resources = sorted(p[len(base) :] for p in files if p.endswith(".yaml"))
     files[base + "kustomization.yaml"] = dump_yaml(kustomization(resources)).encode()
