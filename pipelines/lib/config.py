@@ -131,6 +131,15 @@ def address_problem(value: str) -> str | None:
     return None
 
 
+def _address(value: str) -> str:
+    if problem := address_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]  # an address field: the rules of address_problem
+
+
 MAX_BLOCK_NUMBER = 2**63 - 1  # Besu reads a transition's block as a Java long
 
 
@@ -156,7 +165,7 @@ class TransitionSpec(_Strict):
     # Named by the day-2 contract, but Besu applies no round timeout from a transition: refused.
     requestTimeoutSeconds: int | None = None
     validatorSelection: Literal["contract"] | None = None
-    validatorContractAddress: str | None = None
+    validatorContractAddress: Address | None = None
 
     @field_validator("block")
     @classmethod
@@ -176,13 +185,6 @@ class TransitionSpec(_Strict):
                 "apply blockperiodseconds, block rewards and the validator selection; the round timer keeps the "
                 "genesis requesttimeoutseconds), so this would change nothing; remove it"
             )
-        return v
-
-    @field_validator("validatorContractAddress")
-    @classmethod
-    def _contract_address(cls, v: str | None) -> str | None:
-        if v is not None and (problem := address_problem(v)):
-            raise ValueError(problem)
         return v
 
     @model_validator(mode="after")
@@ -222,7 +224,7 @@ class NetworkSpec(_Strict):
     zeroBaseFee: bool = False
     contractSizeLimit: int | None = Field(default=None, ge=1, le=2**31 - 1)
     validatorSelection: Literal["blockHeader", "contract"] = "blockHeader"
-    validatorContractAddress: str | None = None
+    validatorContractAddress: Address | None = None
     transitions: tuple[TransitionSpec, ...] = ()
     rpcUrl: str | None = None  # a node of the live chain: chainops reads its head to check new transitions
 
@@ -266,13 +268,6 @@ class NetworkSpec(_Strict):
             )
         return v
 
-    @field_validator("validatorContractAddress")
-    @classmethod
-    def _contract_address(cls, v: str | None) -> str | None:
-        if v is not None and (problem := address_problem(v)):
-            raise ValueError(problem)
-        return v
-
     @model_validator(mode="after")
     def _consensus_matches_client(self) -> NetworkSpec:
         allowed = CONSENSUS_BY_CLIENT[self.client]
@@ -304,7 +299,7 @@ class NodesSpec(_Strict):
 
 class AccountSpec(_Strict):
     name: str | None = None
-    address: str | None = None
+    address: Address | None = None
     balance: int | str
 
     @field_validator("name")
@@ -312,13 +307,6 @@ class AccountSpec(_Strict):
     def _name_is_label(cls, v: str | None) -> str | None:
         if v is not None and not ENV_NAME_RE.match(v):
             raise ValueError(f"{v!r} is not allowed; a name is a DNS label matching {ENV_NAME_RE.pattern}")
-        return v
-
-    @field_validator("address")
-    @classmethod
-    def _address_is_hex(cls, v: str | None) -> str | None:
-        if v is not None and (problem := address_problem(v)):
-            raise ValueError(problem)
         return v
 
     @field_validator("balance")
@@ -345,17 +333,10 @@ HEX_CODE_RE = re.compile(r"^0x([0-9a-fA-F]{2})+$")
 class ContractSpec(_Strict):
     """A contract predeployed in genesis (e.g. a validator-selection contract)."""
 
-    address: str
+    address: Address
     code: str
     storage: dict[str, str] = Field(default_factory=dict)
     balance: str = "0 wei"
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, v: str) -> str:
-        if problem := address_problem(v):
-            raise ValueError(problem)
-        return v
 
     @field_validator("code")
     @classmethod
