@@ -117,5 +117,7 @@ def workspace_dirs(tmp_path: Path, monkeypatch) -> Workspace:
     return Workspace(envs, remote, tmp_path / "home", tmp_path)
 
 
-# The PostgreSQL server fixture, for every module that asks for it.
+# Session fixtures for every module that asks for them: the PostgreSQL server, and
+# published sites compiled once per session and copied per test.
 from tests.postgres_server import postgres  # noqa: E402,F401
+from tests.site_snapshots import published_sites  # noqa: E402,F401

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyrage
-import yaml
 from Crypto.Cipher import AES, PKCS1_OAEP
 from Crypto.Hash import SHA256
 from Crypto.PublicKey import RSA
@@ -26,6 +25,7 @@ from cryptography.x509.oid import NameOID
 from eth_account import Account
 
 from tests.conftest import venv_tool
+from tests.yaml_reader import read_yaml
 
 SCOPE_CLUSTER = "sealedsecrets.bitnami.com/cluster-wide"
 SCOPE_NAMESPACE = "sealedsecrets.bitnami.com/namespace-wide"
@@ -132,7 +132,7 @@ def committed_secrets(work: Path, env: str, identity_file: Path, controller: Con
     """Secret name -> decoded data of every committed Secret/SealedSecret, each by its own route."""
     found: dict[str, dict[str, str]] = {}
     for path in sorted((work / "rendered" / env).glob("*/*.yaml")):
-        doc = yaml.safe_load(path.read_text())
+        doc = read_yaml(path.read_text())
         if doc["kind"] == "SealedSecret":
             assert controller is not None, f"{path} needs the controller key"
             secret = controller_unseal(doc, controller.private_pem)

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
+from tests.yaml_reader import read_yaml
 
 DEPLOY = REPO_ROOT / "deploy"
 VALUES = DEPLOY / "helm" / "values.yaml"
@@ -42,7 +43,7 @@ CHART_RUN_MONITORING_KEYS = {
 
 
 def values() -> dict:
-    return yaml.safe_load(VALUES.read_text())
+    return read_yaml(VALUES.read_text())
 
 
 def schema_errors(document: dict) -> list[str]:
@@ -121,7 +122,7 @@ def test_helm_instance_config_is_valid_for_dagster(tmp_path):
 def test_helm_values_agree_with_the_image_and_the_code():
     v = values()
     deployment = v["dagster-user-deployments"]["deployments"][0]
-    workspace = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
+    workspace = read_yaml((REPO_ROOT / "workspace.yaml").read_text())
     assert deployment["codeServerArgs"] == ["-m", workspace["load_from"][0]["python_module"]]
     env = docker_env()
     commands = docker_commands()
@@ -158,6 +159,7 @@ def test_dockerfile_parses_and_copies_only_what_exists():
     assert any(c.cmd == "RUN" and "pip install" in c.value[0] for c in commands)
 
 
+@pytest.mark.slow  # pip builds and installs the package
 def test_dockerfile_pip_install_builds_a_package_that_loads_the_code_location(tmp_path):
     """Replay the Dockerfile's COPY and `pip install .` steps in a directory standing in for
     WORKDIR (dependencies come from this venv, not from the network), then import the code

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pyrage
 import pytest
-import yaml
 
 from tests.conftest import git
 from tests.key_helpers import sops_decrypt
+from tests.yaml_reader import read_yaml
 
 ENV = """\
 apiVersion: chainops/v1
@@ -40,7 +40,7 @@ def cluster_key(site: dict) -> tuple[str, Path]:
     recipient = result.out.split("cluster recipient ", 1)[1].split()[0]
     manifest = site["home"] / "cluster-keys" / "alpha.sops-age.yaml"
     assert manifest.stat().st_mode & 0o777 == 0o600
-    secret = yaml.safe_load(manifest.read_text())
+    secret = read_yaml(manifest.read_text())
     assert (secret["metadata"]["name"], secret["metadata"]["namespace"]) == ("sops-age", "flux-system")
     identity = site["tmp"] / "cluster.agekey"
     identity.write_bytes(base64.b64decode(secret["data"]["age.agekey"]))
@@ -64,7 +64,7 @@ def test_the_cluster_identity_opens_every_secret_and_never_the_escrow(site):
     with pytest.raises(pyrage.DecryptError):
         pyrage.decrypt(escrow, [cluster])
     assert "AGE-SECRET-KEY" not in git(site["remote"], "log", "-p", "--all"), "the cluster key is never committed"
-    bootstrap = yaml.safe_load((work / "bootstrap/alpha.yaml").read_text().split("\n---\n")[-1])
+    bootstrap = read_yaml((work / "bootstrap/alpha.yaml").read_text().split("\n---\n")[-1])
     assert bootstrap["spec"]["decryption"] == {"provider": "sops", "secretRef": {"name": "sops-age"}}
 
 
@@ -78,7 +78,7 @@ def test_an_argo_cd_application_prunes_what_it_deployed_when_deleted(site):
     recipient, _ = cluster_key(site)
     (site["envs"] / "alpha.yaml").write_text(ENV.format(controller="argocd", recipient=recipient))
     assert site["cli"]("compile", "--home", site["home"], "--environments", site["envs"], "--repo", site["remote"]).code == 0
-    app = yaml.safe_load(git(site["remote"], "show", "main:bootstrap/alpha.yaml"))
+    app = read_yaml(git(site["remote"], "show", "main:bootstrap/alpha.yaml"))
     assert app["kind"] == "Application"
     assert app["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
     assert app["spec"]["syncPolicy"]["automated"]["prune"] is True

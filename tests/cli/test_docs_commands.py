@@ -45,6 +45,7 @@ import yaml
 
 from tests.conftest import EXAMPLES, REPO_ROOT
 from tests.smoke_helpers import MISSING as SMOKE_MISSING
+from tests.yaml_reader import read_yaml
 
 DOCS = ("deploy-flux.md", "deploy-argocd.md", "operations.md")
 SHOWN_ROOT = "/tmp/chainops-docs"  # where the outputs shown in the guides were printed
@@ -228,8 +229,8 @@ class Sandbox:
         elif isinstance(step, Edit):
             text = RECIPIENT.sub(self.recipient, step.text) if self.recipient else step.text
             target = self.root / step.path
-            data = yaml.safe_load(target.read_text()) if target.exists() else {}
-            target.write_text(yaml.safe_dump(_merge(data, yaml.safe_load(text)), sort_keys=False))
+            data = read_yaml(target.read_text()) if target.exists() else {}
+            target.write_text(yaml.safe_dump(_merge(data, read_yaml(text)), sort_keys=False))
         elif isinstance(step, Committed):
             committed = _git("--git-dir", self.remote, "show", f"main:{step.path}")
             assert normalize(committed, self.root) == normalize(step.text, self.root), f"{where}: {step.path} is now\n{committed}"

@@ -18,7 +18,6 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import rlp
-import yaml
 from eth_account import Account
 from eth_keys import KeyAPI
 from eth_keys.backends import NativeECCBackend
@@ -26,6 +25,7 @@ from eth_keys.backends import NativeECCBackend
 from pipelines.lib.manifests import KUBERNETES_VERSION
 from tests.conftest import EXAMPLE_NAMES, EXAMPLES, REPO_ROOT, checkout, commit_count, git, venv_tool
 from tests.key_helpers import secrets_of
+from tests.yaml_reader import read_yaml
 
 NATIVE_KEYS = KeyAPI(NativeECCBackend)
 ENVIRONMENTS = ("dev", "seed", "staging")  # the SOPS examples (prod uses sealed-secrets)
@@ -76,11 +76,11 @@ def test_layout_matches_the_contract(compiled):
         for name in ("kustomization.yaml", "network.lock.json", "genesis.json"):
             assert (base / name).is_file()
         assert (work / "bootstrap" / f"{env}.yaml").is_file()
-        listed = yaml.safe_load((base / "kustomization.yaml").read_text())["resources"]
+        listed = read_yaml((base / "kustomization.yaml").read_text())["resources"]
         on_disk = sorted(str(p.relative_to(base)) for p in base.glob("*/*.yaml"))
         assert sorted(listed) == on_disk
         for path in base.glob("*/*.yaml"):
-            obj = yaml.safe_load(path.read_text())
+            obj = read_yaml(path.read_text())
             assert path.name == f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
 
 
@@ -96,7 +96,7 @@ def test_kustomize_builds_and_every_object_is_schema_valid(compiled, env):
         (m.group(1), m.group(2))
         for m in re.finditer(r"^kind: (\S+)\n(?:.*\n)*?  name: (\S+)$", built, re.M)
     )
-    files = [yaml.safe_load(p.read_text()) for p in sorted(base.glob("*/*.yaml"))]
+    files = [read_yaml(p.read_text()) for p in sorted(base.glob("*/*.yaml"))]
     assert built_ids == sorted((o["kind"], o["metadata"]["name"]) for o in files)
     kinds = {o["kind"] for o in files}
     assert {"Namespace", "ConfigMap", "StatefulSet", "Service"} <= kinds
@@ -128,7 +128,7 @@ def test_keys_in_secrets_match_lock_addresses_and_enodes(compiled, env):
         assert private.public_key.to_checksum_address() == node["address"]
         pubkey, host = node["enode"].removeprefix("enode://").split("@")
         assert pubkey == private.public_key.to_bytes().hex()
-        namespace = yaml.safe_load((EXAMPLES / f"{env}.yaml").read_text())["kubernetes"]["namespace"]
+        namespace = read_yaml((EXAMPLES / f"{env}.yaml").read_text())["kubernetes"]["namespace"]
         assert host.startswith(f"{node['name']}.{node['role']}.{namespace}.svc.cluster.local:")
         if "keystore.json" in data:  # geth signers: the keystore unlocks to the same key
             assert Account.decrypt(json.loads(data["keystore.json"]), data["password"]) == private.to_bytes()
@@ -167,7 +167,7 @@ def test_genesis_hash_is_consistent_everywhere(compiled, env, run_cli):
     lock = lock_of(work, env)
     result = run_cli("genesis-hash", work / "rendered" / env / "genesis.json")
     assert result.code == 0 and result.out.strip() == lock["genesisHash"]
-    configmap = yaml.safe_load((work / "rendered" / env / "network" / "configmap-genesis.yaml").read_text())
+    configmap = read_yaml((work / "rendered" / env / "network" / "configmap-genesis.yaml").read_text())
     assert configmap["metadata"]["annotations"]["chainops.io/genesis-hash"] == lock["genesisHash"]
     assert configmap["data"]["genesis.json"] == (work / "rendered" / env / "genesis.json").read_text()
 
@@ -196,7 +196,7 @@ def test_no_private_key_or_password_in_any_git_object(compiled):
 def test_every_secret_file_is_sops_encrypted_for_the_pipeline_identity(compiled):
     recipient = (compiled["home"] / "age" / "identity.txt").read_text()
     for path in compiled["work"].glob("rendered/*/*/secret-*.yaml"):
-        doc = yaml.safe_load(path.read_text())
+        doc = read_yaml(path.read_text())
         assert doc["sops"]["age"][0]["recipient"] in recipient
         assert all(str(v).startswith("ENC[AES256_GCM,") for v in doc["data"].values())
 

@@ -30,6 +30,7 @@ from pipelines.lib.sealing import AgeIdentity
 from pipelines.lib.stages.validate import ManifestValidationError
 from pipelines.lib.yaml_io import load_yaml_all
 from tests.conftest import REPO_ROOT
+from tests.yaml_reader import read_yaml
 
 PROFILES = [("besu", "qbft"), ("besu", "ibft2"), ("geth", "clique"), ("geth", "ethash")]
 HOSTILE_TEXT = [
@@ -169,7 +170,7 @@ def test_any_environment_file_is_refused_cleanly_or_compiles_valid_and_reproduci
     lock = json.loads(first.files[env_dir(name) + "network.lock.json"])
     assert len(lock["nodes"]) == config.spec.nodes.validators + config.spec.nodes.rpc + config.bootnode_count
     if annotations:
-        ingress = [yaml.safe_load(d) for p, d in first.files.items() if "/ingress-" in p]
+        ingress = [read_yaml(d) for p, d in first.files.items() if "/ingress-" in p]
         assert ingress and all(i["metadata"].get("annotations", {}) == annotations for i in ingress)
 
     again = compile_environment(config, ExistingEnvironment(name, dict(first.files)), ctx)

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import REPO_ROOT, git
+from tests.yaml_reader import read_yaml
 
 PUBLISHED = """\
 apiVersion: chainops/v1
@@ -114,21 +114,28 @@ def refs(remote: Path) -> str:
     return git(remote, "for-each-ref", "--format=%(refname) %(objectname)")
 
 
+def compile_in(run_cli, site: Path, *args):
+    return run_cli("compile", "--home", site / "home", "--environments", site / "environments", "--repo", site / "remote.git", *args)
+
+
 @pytest.fixture
-def site(tmp_path: Path, run_cli, monkeypatch):
+def site(tmp_path: Path, run_cli, monkeypatch, published_sites):
+    """`published.yaml` published into a bare remote (compiled once, copied per test)."""
     for var in ("CHAINOPS_FORGE", "CHAINOPS_GIT_TOKEN", "CHAINOPS_CLUSTER_REPO_URL"):
         monkeypatch.delenv(var, raising=False)
-    envs = tmp_path / "environments"
-    envs.mkdir()
-    (envs / "published.yaml").write_text(PUBLISHED)
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(remote)], check=True)
-    home = tmp_path / "home"
+
+    def publish(where: Path) -> None:
+        (where / "environments").mkdir()
+        (where / "environments" / "published.yaml").write_text(PUBLISHED)
+        subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(where / "remote.git")], check=True)
+        assert compile_in(run_cli, where).code == 0
+
+    published_sites.copy_into(tmp_path, "guardrails:" + PUBLISHED, publish)
+    envs, remote, home = tmp_path / "environments", tmp_path / "remote.git", tmp_path / "home"
 
     def cli(*args):
-        return run_cli("compile", "--home", home, "--environments", envs, "--repo", remote, *args)
+        return compile_in(run_cli, tmp_path, *args)
 
-    assert cli().code == 0
     return {"envs": envs, "remote": remote, "home": home, "cli": cli, "tmp": tmp_path, "run": run_cli}
 
 
@@ -165,11 +172,11 @@ def test_a_production_environment_that_follows_the_policy_compiles_with_tls_and_
     result = site["cli"]("--summary")
     assert result.code == 0, result.err
     assert "Production policy findings" not in result.out
-    ingress = yaml.safe_load(git(site["remote"], "show", "main:rendered/prod/besu-node/ingress-rpc-jsonrpc.yaml"))
+    ingress = read_yaml(git(site["remote"], "show", "main:rendered/prod/besu-node/ingress-rpc-jsonrpc.yaml"))
     assert ingress["spec"]["tls"] == [{"hosts": ["rpc.guard.example.com"], "secretName": "rpc-tls"}]
     config = git(site["remote"], "show", "main:rendered/prod/besu-node/configmap-besu-config.yaml")
     assert '"*"' not in config and "rpc.guard.example.com" in config, "host-allowlist names the hosts, not *"
-    rpc = yaml.safe_load(git(site["remote"], "show", "main:rendered/prod/besu-node/statefulset-rpc.yaml"))
+    rpc = read_yaml(git(site["remote"], "show", "main:rendered/prod/besu-node/statefulset-rpc.yaml"))
     args = rpc["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--rpc-http-api=ETH,NET,WEB3" in args
     probe = rpc["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]
@@ -186,7 +193,7 @@ def test_a_production_environment_that_follows_the_policy_compiles_with_tls_and_
 def test_a_digest_pin_is_accepted_and_rendered_as_given(site, reference, rendered):
     (site["envs"] / "pinned.yaml").write_text(with_(PROD, f"images: {{besu: '{reference}'}}"))
     assert site["cli"]().code == 0
-    rpc = yaml.safe_load(git(site["remote"], "show", "main:rendered/pinned/besu-node/statefulset-rpc.yaml"))
+    rpc = read_yaml(git(site["remote"], "show", "main:rendered/pinned/besu-node/statefulset-rpc.yaml"))
     assert rpc["spec"]["template"]["spec"]["containers"][0]["image"] == reference
     assert rpc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == rendered
 
@@ -280,6 +287,7 @@ def alive(pid: int) -> bool:
     return state_line.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+@pytest.mark.slow  # a kill point: starts chainops and its workers, then kills them
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_killing_chainops_mid_compile_leaves_no_child_process(tmp_path):
     envs = tmp_path / "environments"

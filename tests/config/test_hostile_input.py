@@ -14,6 +14,7 @@ import yaml
 
 from pipelines.lib.config import shown_path
 from tests.conftest import commit_count, git
+from tests.yaml_reader import read_yaml_all
 
 GOOD = """\
 apiVersion: chainops/v1
@@ -173,7 +174,7 @@ def test_free_text_is_rendered_literally_never_evaluated_or_injected(setup, run_
     (envs / "good.yaml").write_text(text)
     result = compile_all()
     assert result.code == 0, result.err
-    documents = list(yaml.safe_load_all(git(remote, "show", "main:rendered/good/besu-node/ingress-rpc-jsonrpc.yaml")))
+    documents = list(read_yaml_all(git(remote, "show", "main:rendered/good/besu-node/ingress-rpc-jsonrpc.yaml")))
     assert len(documents) == 1 and documents[0]["kind"] == "Ingress"
     assert documents[0]["metadata"]["annotations"] == hostile
     tree = git(remote, "ls-tree", "-r", "--name-only", "main").split()

@@ -21,10 +21,11 @@ from pipelines.defs.publish.assets import PUBLISH_POOL
 from pipelines.defs.resources import ChainopsResource
 from tests.conftest import EXAMPLES, REPO_ROOT, commit_count
 from tests.dagster_helpers import ASSETS, CHECKS
+from tests.yaml_reader import read_yaml
 
 
 def local_instance(tmp_path: Path) -> dg.DagsterInstance:
-    config = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.local.yaml").read_text())
+    config = read_yaml((REPO_ROOT / "deploy" / "dagster.local.yaml").read_text())
     assert config["run_monitoring"]["free_slots_after_run_end_seconds"] > 1
     config["run_monitoring"]["free_slots_after_run_end_seconds"] = 1
     home = tmp_path / "dagster"

@@ -21,6 +21,7 @@ from pipelines.lib.leak_scan import files_holding_private_material
 from tests.conftest import EXAMPLE_NAMES, EXAMPLES, REPO_ROOT, commit_count, git, venv_tool
 from tests.dagster_helpers import ASSET_NAMES, ASSETS, CHECK_NAMES, CHECKS, checks_of  # noqa: E402
 from tests.key_helpers import secrets_of
+from tests.yaml_reader import read_yaml, read_yaml_all
 
 
 def test_definitions_load_with_the_contract_names():
@@ -106,7 +107,7 @@ def test_materialize_publishes_and_reports_metadata_without_secrets(workspace, t
     assert commit["validator_count"].value == len(lock["validators"]) == 4
     objects = [p for p in git(git_dir, "ls-tree", "-r", "--name-only", "main", "rendered/staging").split()
                if p.count("/") == 3 and p.endswith(".yaml")]
-    bootstrap = [d for d in yaml.safe_load_all(git(git_dir, "show", "main:bootstrap/staging.yaml")) if d]
+    bootstrap = [d for d in read_yaml_all(git(git_dir, "show", "main:bootstrap/staging.yaml")) if d]
     assert commit["objects_written"].value == len(objects) + len(bootstrap), "every object the commit writes"
     assert f"**Objects:** {len(objects) + len(bootstrap)} added" in commit["summary"].value, "the summary counts the same"
     assert commit["review"].value == "direct" and commit["branch"].value == "main"
@@ -225,7 +226,7 @@ def test_blocking_no_plaintext_secrets_stops_a_chart_that_leaks_a_key(workspace,
 def test_plaintext_provider_is_a_warning_not_a_block(workspace):
     """The documented opt-in (provider plaintext + allowPlaintextSecrets) commits, flagged."""
     path = workspace["envs"] / "dev.yaml"
-    data = yaml.safe_load(path.read_text())
+    data = read_yaml(path.read_text())
     data["gitops"]["secrets"] = {"provider": "plaintext", "allowPlaintextSecrets": True}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     result = materialize(workspace, "dev")
@@ -259,9 +260,9 @@ def test_config_valid_blocks_only_the_environments_a_problem_involves(workspace)
     assert result.success, "an unrelated broken file does not block dev"
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "config_valid")
     assert "broken.yaml" in evaluation.metadata["other_files_with_problems"].value
-    staging = yaml.safe_load((workspace["envs"] / "staging.yaml").read_text())
+    staging = read_yaml((workspace["envs"] / "staging.yaml").read_text())
     dev = workspace["envs"] / "dev.yaml"
-    data = yaml.safe_load(dev.read_text())
+    data = read_yaml(dev.read_text())
     data["network"]["chainId"] = staging["network"]["chainId"]
     dev.write_text(yaml.safe_dump(data, sort_keys=False))
     clash = materialize(workspace, "dev")
@@ -272,7 +273,7 @@ def test_config_valid_blocks_only_the_environments_a_problem_involves(workspace)
 
 # -- sensor and schedule -----------------------------------------------------------------
 def add_environment(envs: Path, name: str, chain_id: int) -> Path:
-    data = yaml.safe_load((envs / "staging.yaml").read_text())
+    data = read_yaml((envs / "staging.yaml").read_text())
     data["network"]["chainId"] = chain_id
     data["kubernetes"]["namespace"] = f"chain-{name}"
     data["kubernetes"].pop("rpcIngress", None)

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from pipelines.lib import genesis as genesis_lib
 from pipelines.lib.config import load_environment
 from pipelines.lib.lock import parse_lock
 from tests.conftest import REPO_ROOT, commit_count, git
 from tests.genesis_helpers import make_spec, pyevm_genesis_hash
+from tests.yaml_reader import read_yaml
 
 GETH = Path(os.environ.get("CHAINOPS_GETH_DIR") or Path.home() / ".cache" / "chainops" / "geth-v1.13.15" / "bin") / "geth"
 DEV_CHAIN_ID = 1337  # geth --dev
@@ -158,7 +158,7 @@ def test_an_added_transition_keeps_the_genesis_lock_and_needs_confirmation(run_c
     before = lock(home)
     assert "transitions" not in before and parse_lock(committed(home, "rendered/staging/network.lock.json").encode(),
                                                       "staging").transitions == [], "an older lock reads as none"
-    sets_before = {name: yaml.safe_load(committed(home, f"rendered/staging/besu-node/statefulset-{name}.yaml"))
+    sets_before = {name: read_yaml(committed(home, f"rendered/staging/besu-node/statefulset-{name}.yaml"))
                    for name in ("validator", "rpc")}
     add_transitions(envs_dir / "staging.yaml", "{block: 1200000, blockPeriodSeconds: 5}")
     head = refs(home)
@@ -197,7 +197,7 @@ def test_an_added_transition_keeps_the_genesis_lock_and_needs_confirmation(run_c
     # Every node's config changes together: one shared genesis ConfigMap, and each pod
     # template's checksum annotation changes, so the StatefulSets roll.
     for name, old in sets_before.items():
-        new = yaml.safe_load(committed(home, f"rendered/staging/besu-node/statefulset-{name}.yaml"))
+        new = read_yaml(committed(home, f"rendered/staging/besu-node/statefulset-{name}.yaml"))
         volumes = {v["name"]: v for v in new["spec"]["template"]["spec"]["volumes"]}
         assert volumes["genesis"] == {"name": "genesis", "configMap": {"name": "genesis"}}
         mounts = new["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
@@ -205,7 +205,7 @@ def test_an_added_transition_keeps_the_genesis_lock_and_needs_confirmation(run_c
         annotations, old_annotations = (s["spec"]["template"]["metadata"]["annotations"] for s in (new, old))
         assert "checksum/transitions" not in old_annotations and annotations["checksum/transitions"]
         assert annotations["checksum/genesis"] == old_annotations["checksum/genesis"] == before["genesisHash"]
-    configmap = yaml.safe_load(committed(home, "rendered/staging/network/configmap-genesis.yaml"))
+    configmap = read_yaml(committed(home, "rendered/staging/network/configmap-genesis.yaml"))
     assert json.loads(configmap["data"]["genesis.json"]) == genesis
 
     again = compile_env(run_cli, home, envs_dir)
@@ -377,6 +377,7 @@ def node(tmp_path_factory) -> Iterator[Node]:
             stub.server_close()
 
 
+@pytest.mark.slow  # boots geth --dev
 def test_the_head_of_a_live_node_decides_without_a_flag(run_cli, envs_dir, tmp_path, node):
     """At or below head + 10 is refused, saying the head; above it is published without
     --confirm-transitions. Credentials in the URL are used, never printed."""
@@ -410,6 +411,7 @@ def test_the_head_of_a_live_node_decides_without_a_flag(run_cli, envs_dir, tmp_p
     assert "s3cr3t-pw" not in committed(home, "rendered/staging/genesis.json") + committed(home, "rendered/staging/network.lock.json")
 
 
+@pytest.mark.slow  # boots geth --dev
 def test_a_node_of_another_chain_an_unreachable_node_and_a_missing_contract(run_cli, envs_dir, tmp_path, node):
     home = tmp_path / "home"
     path = envs_dir / "staging.yaml"

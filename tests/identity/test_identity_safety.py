@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pyrage
 import pytest
-import yaml
 from eth_account import Account
 
 from pipelines.lib.model import PublishTarget, without_credentials
 from tests.conftest import commit_count, git, venv_tool
 from tests.git_http_server import GitHttpServer
 from tests.key_helpers import identity_secret, sops_decrypt
+from tests.yaml_reader import read_yaml, read_yaml_all
 
 
 def env_yaml(chain_id: int, *, validators: int = 1, rpc: int = 1, namespace: str | None = None) -> str:
@@ -49,22 +49,29 @@ def cli(run_cli, monkeypatch):
     return run_cli
 
 
+def compile_in(cli, site: Path, *args: str):
+    return cli("compile", *args, "--home", site / "home", "--environments", site / "environments", "--repo", site / "remote.git")
+
+
 @pytest.fixture
-def site(tmp_path: Path, cli):
-    """Two published environments, alpha (2 validators) and beta, in a bare remote."""
-    envs = tmp_path / "environments"
-    envs.mkdir()
-    (envs / "alpha.yaml").write_text(env_yaml(4101, validators=2))
-    (envs / "beta.yaml").write_text(env_yaml(4102))
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(remote)], check=True)
-    home = tmp_path / "home"
+def site(tmp_path: Path, cli, published_sites):
+    """Two published environments, alpha (2 validators) and beta, in a bare remote
+    (compiled once, copied per test)."""
+
+    def publish(where: Path) -> None:
+        (where / "environments").mkdir()
+        (where / "environments" / "alpha.yaml").write_text(env_yaml(4101, validators=2))
+        (where / "environments" / "beta.yaml").write_text(env_yaml(4102))
+        subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(where / "remote.git")], check=True)
+        first = compile_in(cli, where)
+        assert first.code == 0, first.err
+
+    published_sites.copy_into(tmp_path, "identity:alpha+beta", publish)
+    envs, remote, home = tmp_path / "environments", tmp_path / "remote.git", tmp_path / "home"
 
     def compile_(*args: str):
-        return cli("compile", *args, "--home", home, "--environments", envs, "--repo", remote)
+        return compile_in(cli, tmp_path, *args)
 
-    first = compile_()
-    assert first.code == 0, first.err
     return {"envs": envs, "remote": remote, "home": home, "compile": compile_, "tmp": tmp_path}
 
 
@@ -337,12 +344,12 @@ def test_credentials_in_repository_urls_never_reach_git(cli, tmp_path, monkeypat
         url = server.url("gitops.git").replace("http://", f"http://deploy:{TOKEN}@")
         first = cli("compile", "--home", tmp_path / "home", "--environments", envs, "--repo", url)
         assert first.code == 0, first.err
-        bootstrap = list(yaml.safe_load_all(git(bare, "show", "main:bootstrap/alpha.yaml")))
+        bootstrap = list(read_yaml_all(git(bare, "show", "main:bootstrap/alpha.yaml")))
         assert bootstrap[0]["spec"]["url"] == server.url("gitops.git")
         monkeypatch.setenv("CHAINOPS_CLUSTER_REPO_URL", "https://flux:s3cret-pass@git.example.com/org/gitops.git")
         second = cli("compile", "--home", tmp_path / "home", "--environments", envs, "--repo", url)
         assert second.code == 0, second.err
-    bootstrap = list(yaml.safe_load_all(git(bare, "show", "main:bootstrap/alpha.yaml")))
+    bootstrap = list(read_yaml_all(git(bare, "show", "main:bootstrap/alpha.yaml")))
     assert bootstrap[0]["spec"]["url"] == "https://git.example.com/org/gitops.git"
     history = git(bare, "log", "-p", "--all")
     assert TOKEN not in history and "s3cret-pass" not in history
@@ -373,7 +380,7 @@ def sops_recipients_for(work: Path, relative: str) -> list[str]:
     out = subprocess.run(
         [venv_tool("sops"), "--disable-version-check", "--encrypt", relative], cwd=work, capture_output=True, text=True, check=True
     ).stdout
-    return sorted(entry["recipient"] for entry in yaml.safe_load(out)["sops"]["age"])
+    return sorted(entry["recipient"] for entry in read_yaml(out)["sops"]["age"])
 
 
 def recipient_of(home: Path) -> str:
@@ -382,12 +389,12 @@ def recipient_of(home: Path) -> str:
 
 def test_a_new_identity_never_rekeys_another_environment(site, cli):
     remote, envs = site["remote"], site["envs"]
-    old_rules = yaml.safe_load(git(remote, "show", "main:.sops.yaml"))["creation_rules"]
+    old_rules = read_yaml(git(remote, "show", "main:.sops.yaml"))["creation_rules"]
     (envs / "gamma.yaml").write_text(env_yaml(4103))
     lost = site["tmp"] / "new-home"  # the age identity is lost: a new home makes a new one
     result = cli("compile", "gamma", "--home", lost, "--environments", envs, "--repo", remote)
     assert result.code == 0, result.err
-    rules = yaml.safe_load(git(remote, "show", "main:.sops.yaml"))["creation_rules"]
+    rules = read_yaml(git(remote, "show", "main:.sops.yaml"))["creation_rules"]
     assert [r for r in rules if "gamma" not in r["path_regex"]] == old_rules
     work = site["tmp"] / "sops-check"
     subprocess.run(["git", "clone", "-q", "-b", "main", str(remote), str(work)], check=True)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pyrage
 import pytest
-import yaml
 from eth_account import Account
 from eth_account.hdaccount import Mnemonic
 from eth_keys import KeyAPI
@@ -31,6 +30,7 @@ from pipelines.lib.stages.keys import compute_keys
 from pipelines.lib.stages.render import render_environment
 from tests.conftest import checkout, commit_count, git, venv_tool
 from tests.key_helpers import committed_secrets, open_escrow_file
+from tests.yaml_reader import read_yaml, read_yaml_all
 
 NATIVE = KeyAPI(NativeECCBackend)
 HARDHAT = "test test test test test test test test test test test junk"  # the well-known dev mnemonic
@@ -245,7 +245,7 @@ def test_flux_decrypts_every_secret_with_the_cluster_identity(run_cli, envs_dir,
         assert node["enode"] == f"enode://{key.public_key.to_bytes().hex()}@{node['enode'].split('@')[1]}"
     faucet = secrets["account-faucet"]
     assert Account.from_key(Account.decrypt(json.loads(faucet["keystore.json"]), faucet["password"])).address == lock["accounts"][0]["address"]
-    bootstrap = list(yaml.safe_load_all((work / "bootstrap/staging.yaml").read_text()))
+    bootstrap = list(read_yaml_all((work / "bootstrap/staging.yaml").read_text()))
     assert bootstrap[1]["spec"]["decryption"] == {"provider": "sops", "secretRef": {"name": "sops-age"}}
     # The escrow is for the pipeline only: the cluster's identity cannot open it.
     with pytest.raises(pyrage.DecryptError):
@@ -355,7 +355,7 @@ def test_plaintext_provider_writes_marked_plain_secrets(run_cli, envs_dir, tmp_p
     lock = json.loads((work / "rendered/dev/network.lock.json").read_text())
     secrets = committed_secrets(work, "dev", home / "age" / "identity.txt")
     for path in files:
-        doc = yaml.safe_load(path.read_text())
+        doc = read_yaml(path.read_text())
         assert "sops" not in doc and doc["metadata"]["annotations"][PLAINTEXT_ANNOTATION] == "true"
     for node in lock["nodes"]:
         assert key_address(secrets[node["secret"]]["nodekey"]) == node["address"]

@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 from eth_keys import KeyAPI
 from eth_keys.backends import NativeECCBackend
 
@@ -34,6 +33,7 @@ from tests.key_helpers import (
     make_controller_key,
     open_escrow_file,
 )
+from tests.yaml_reader import read_yaml
 
 NATIVE = KeyAPI(NativeECCBackend)
 
@@ -62,7 +62,7 @@ def make_secret(name: str = "validator-0-keys", namespace: str = "chain-x") -> d
 
 def test_round_trip_through_the_controller_algorithm(sealer, controller):
     secret = make_secret()
-    sealed = yaml.safe_load(sealer.seal(secret))
+    sealed = read_yaml(sealer.seal(secret))
     assert sealed["apiVersion"] == "bitnami.com/v1alpha1" and sealed["kind"] == "SealedSecret"
     assert sealed["metadata"]["annotations"][HMAC_ANNOTATION].startswith("hmac-sha256:")
     assert "sealedsecrets.bitnami.com/namespace-wide" not in sealed["metadata"]["annotations"]  # strict scope
@@ -76,7 +76,7 @@ def test_round_trip_through_the_controller_algorithm(sealer, controller):
 
 @pytest.mark.parametrize("field", ["namespace", "name"])
 def test_moving_a_sealed_secret_breaks_it(sealer, controller, field):
-    sealed = yaml.safe_load(sealer.seal(make_secret()))
+    sealed = read_yaml(sealer.seal(make_secret()))
     moved = json.loads(json.dumps(sealed))
     moved["metadata"][field] = "elsewhere"
     with pytest.raises(UnsealError):
@@ -88,7 +88,7 @@ def test_moving_a_sealed_secret_breaks_it(sealer, controller, field):
 
 
 def test_another_controller_key_cannot_unseal(sealer):
-    sealed = yaml.safe_load(sealer.seal(make_secret()))
+    sealed = read_yaml(sealer.seal(make_secret()))
     with pytest.raises(UnsealError):
         controller_unseal(sealed, make_controller_key().private_pem)
 
@@ -211,7 +211,7 @@ def test_compile_with_sealed_secrets_end_to_end(run_cli, envs_dir, tmp_path, con
     names = {p.name.removeprefix("sealedsecret-").removesuffix(".yaml") for p in sealed_files}
     assert {n["secret"] for n in lock["nodes"] + lock["accounts"]} <= names  # plus shared ones (ethstats)
     assert (base / "keys.escrow.age").is_file()
-    listed = yaml.safe_load((base / "kustomization.yaml").read_text())["resources"]
+    listed = read_yaml((base / "kustomization.yaml").read_text())["resources"]
     assert "keys.escrow.age" not in listed and all(str(p.relative_to(base)) in listed for p in sealed_files)
     built = subprocess.run([venv_tool("kubectl"), "kustomize", str(base)], capture_output=True, text=True, check=True).stdout
     assert built.count("kind: SealedSecret") == len(sealed_files) and "kind: Secret\n" not in built

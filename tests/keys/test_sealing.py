@@ -28,6 +28,7 @@ from pipelines.lib.sealing import (
     sops_binary,
     sops_config_yaml,
 )
+from tests.yaml_reader import read_yaml
 
 PATH_REGEX = r"^rendered/.*/secret-.*\.yaml$"
 
@@ -82,7 +83,7 @@ def run_sops(args: list[str], *, stdin: bytes | None = None, cwd: Path, home: Pa
 
 
 def age_stanzas(sealed: bytes) -> dict[str, str]:
-    meta = yaml.safe_load(sealed)["sops"]
+    meta = read_yaml(sealed)["sops"]
     return {s["recipient"]: s["enc"] for s in meta["age"]}
 
 
@@ -127,7 +128,7 @@ def test_round_trip_hides_plaintext_and_keeps_metadata_readable(sealer: SopsSeal
     for needle in plaintext_needles(secret):
         assert needle not in sealed
     assert is_sops_encrypted(sealed)
-    parsed = yaml.safe_load(sealed)
+    parsed = read_yaml(sealed)
     assert parsed["metadata"] == secret["metadata"]
     assert (parsed["apiVersion"], parsed["kind"], parsed["type"]) == ("v1", "Secret", "Opaque")
     assert parsed["sops"]["encrypted_regex"] == ENCRYPTED_REGEX
@@ -192,7 +193,7 @@ def test_yaml_1_1_lookalike_strings_stay_strings(sealer: SopsSealer) -> None:
     secret["metadata"]["labels"]["version"] = "0o17"
     sealed = sealer.seal(secret)
 
-    assert yaml.safe_load(sealed)["metadata"]["labels"]["version"] == "0o17"
+    assert read_yaml(sealed)["metadata"]["labels"]["version"] == "0o17"
     assert sealer.unseal(sealed) == secret
 
 
@@ -258,7 +259,7 @@ def test_seal_many_and_unseal_many_preserve_order_and_reuse(sealer: SopsSealer) 
     docs = [make_secret(f"validator-{i}") for i in range(8)]
     first = sealer.seal_many([(doc, None) for doc in docs])
 
-    assert [yaml.safe_load(s)["metadata"]["name"] for s in first] == [d["metadata"]["name"] for d in docs]
+    assert [read_yaml(s)["metadata"]["name"] for s in first] == [d["metadata"]["name"] for d in docs]
     assert sealer.unseal_many(first) == docs
 
     docs[3]["stringData"]["password"] = "pw-changed-" + secrets.token_hex(8)
@@ -326,7 +327,7 @@ def test_sops_config_yaml_is_deterministic(cluster: tuple[Path, str], identity: 
     a = sops_config_yaml(PATH_REGEX, [cluster[1], identity.recipient])
     b = sops_config_yaml(PATH_REGEX, [identity.recipient, cluster[1], identity.recipient])
     assert a == b
-    parsed = yaml.safe_load(a)
+    parsed = read_yaml(a)
     assert parsed == {
         "creation_rules": [{
             "path_regex": PATH_REGEX,
@@ -435,12 +436,12 @@ def test_is_sops_encrypted_detects_plaintext(sealer: SopsSealer) -> None:
     sealed = sealer.seal(secret)
     assert is_sops_encrypted(sealed)
 
-    document = yaml.safe_load(sealed)
+    document = read_yaml(sealed)
     document["stringData"]["password"] = "hunter2"
     assert not is_sops_encrypted(yaml.safe_dump(document).encode())
 
     assert not is_sops_encrypted(yaml.safe_dump(secret).encode())
-    no_age = yaml.safe_load(sealed)
+    no_age = read_yaml(sealed)
     no_age["sops"]["age"] = []
     assert not is_sops_encrypted(yaml.safe_dump(no_age).encode())
     assert not is_sops_encrypted(b"\x00\xff not yaml: [")
@@ -529,7 +530,7 @@ def test_plaintext_sealer_marks_secrets_and_quotes_yaml_12_numbers() -> None:
     secret["data"]["tricky"] = "0o17"  # valid base64, and an octal number to a YAML 1.2 reader
     out = sealer.seal(secret)
     assert sealer.seal_requests([SealRequest(secret, b"old")]) == [out], "deterministic, ignores committed bytes"
-    parsed = yaml.safe_load(out)
+    parsed = read_yaml(out)
     assert parsed["metadata"]["annotations"] == {PLAINTEXT_ANNOTATION: "true"}
     assert parsed["data"] == secret["data"]
     assert "tricky: '0o17'" in out.decode() or 'tricky: "0o17"' in out.decode()

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from pipelines.lib.sealing import ENCRYPTED_REGEX, is_sops_encrypted, sops_binary
 from pipelines.lib.sops_writer import FORMAT_VERSION, SopsFormatError, encrypt_document
+from tests.yaml_reader import read_yaml
 
 RANDOM_BY_DESIGN = re.compile(r"ENC\[AES256_GCM,[^\]]*\]|lastmodified: .*")
 
@@ -133,12 +134,12 @@ def test_same_encrypted_paths_and_types_as_sops_encrypt(age_home):
     home, recipient = age_home
     document = {"data": {"a": "x", "empty": "", "n": 7, "b": False, "null": None, "list": ["p", 1]},
                 "metadata": {"name": "s", "count": 3}, "kind": "Secret"}
-    ours = yaml.safe_load(encrypt_document(document, [recipient], ENCRYPTED_REGEX))
+    ours = read_yaml(encrypt_document(document, [recipient], ENCRYPTED_REGEX))
     # YAML input: sops' JSON store would read 7 as a float.
     result = sops(home, "encrypt", "--input-type", "yaml", "--output-type", "yaml", "--age", recipient,
                   "--encrypted-regex", ENCRYPTED_REGEX, "/dev/stdin", stdin=yaml.safe_dump(document).encode())
     assert result.returncode == 0, result.stderr.decode()
-    theirs = yaml.safe_load(result.stdout)
+    theirs = read_yaml(result.stdout)
 
     def masked(node):
         if isinstance(node, dict):

@@ -11,12 +11,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipelines.lib.sealing import AgeIdentity
 from tests.conftest import commit_count, git, venv_tool
 from tests.forge_server import ForgeServer, ForgeState
 from tests.git_http_server import GitHttpServer
+from tests.yaml_reader import read_yaml
 
 BESU_IMAGE_BUMP = "hyperledger/besu:99.1.0"
 FORGE_TOKEN = "forge-token-for-tests"
@@ -110,7 +110,7 @@ def test_removing_a_node_removes_its_files(cli, envs, remote, tmp_path):
     tree = set(git(remote, "ls-tree", "-r", "--name-only", "main", "rendered/beta").split())
     assert "rendered/beta/besu-node/secret-rpc-1-keys.yaml" not in tree
     assert "rendered/beta/besu-node/secret-rpc-0-keys.yaml" in tree
-    listed = yaml.safe_load(git(remote, "show", "main:rendered/beta/kustomization.yaml"))["resources"]
+    listed = read_yaml(git(remote, "show", "main:rendered/beta/kustomization.yaml"))["resources"]
     yaml_files = {p.removeprefix("rendered/beta/") for p in tree if p.endswith(".yaml") and not p.endswith("kustomization.yaml")}
     assert yaml_files == set(listed), "every file left is listed, nothing stale remains"
     lock = json.loads(git(remote, "show", "main:rendered/beta/network.lock.json"))
@@ -188,7 +188,7 @@ def test_change_summary_lists_exactly_an_image_bump_a_new_rpc_node_and_a_genesis
     assert cli("compile", "alpha", "--home", home, "--environments", envs, "--repo", remote).code == 0
     before_image = next(
         c["image"]
-        for c in yaml.safe_load(git(remote, "show", "main:rendered/alpha/besu-node/statefulset-rpc.yaml"))["spec"]["template"]["spec"]["containers"]
+        for c in read_yaml(git(remote, "show", "main:rendered/alpha/besu-node/statefulset-rpc.yaml"))["spec"]["template"]["spec"]["containers"]
         if c["name"] == "besu"
     )
     (envs / "alpha.yaml").write_text(env_yaml(4101, rpc=2, gas=40_000_000, image=BESU_IMAGE_BUMP))
@@ -296,6 +296,6 @@ def test_decommission_is_one_commit_whose_message_and_diff_say_what_goes(cli, en
     assert all(p.startswith(("rendered/beta/", "bootstrap/beta.yaml", ".sops.yaml")) for p in changed_paths(remote))
     assert git(remote, "ls-tree", "--name-only", "main", "rendered/").split() == ["rendered/alpha"]
     # beta's creation rule leaves .sops.yaml with it; alpha's stays as it was
-    rules = yaml.safe_load(git(remote, "show", "main:.sops.yaml"))["creation_rules"]
+    rules = read_yaml(git(remote, "show", "main:.sops.yaml"))["creation_rules"]
     assert [r["path_regex"] for r in rules] == [r"^rendered/alpha/[^/]+/secret-[^/]+\.yaml$"]
-    assert rules == [r for r in yaml.safe_load(git(remote, "show", "main~1:.sops.yaml"))["creation_rules"] if "alpha" in r["path_regex"]]
+    assert rules == [r for r in read_yaml(git(remote, "show", "main~1:.sops.yaml"))["creation_rules"] if "alpha" in r["path_regex"]]

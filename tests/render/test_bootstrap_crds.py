@@ -9,11 +9,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
 from pipelines.lib import crd_schemas
 from pipelines.lib.manifests import validator_for
 from tests.conftest import EXAMPLE_NAMES
+from tests.yaml_reader import read_yaml, read_yaml_all
 
 CORE_GROUPS = re.compile(r"^(v1|apps/v1|policy/v1|networking\.k8s\.io/v1|batch/v1|rbac\.authorization\.k8s\.io/v1)$")
 
@@ -39,7 +39,7 @@ def published(tmp_path_factory):
 
 
 def bootstrap(work: Path, env: str) -> list[dict]:
-    return [d for d in yaml.safe_load_all((work / "bootstrap" / f"{env}.yaml").read_text()) if d]
+    return [d for d in read_yaml_all((work / "bootstrap" / f"{env}.yaml").read_text()) if d]
 
 
 def problems(obj: dict) -> list[str]:
@@ -51,7 +51,7 @@ def test_every_custom_resource_chainops_writes_has_a_pinned_crd(published):
     for path in published.rglob("*.yaml"):
         if ".git" in path.parts:
             continue
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in read_yaml_all(path.read_text()):
             if isinstance(doc, dict) and "apiVersion" in doc and not CORE_GROUPS.match(doc["apiVersion"]):
                 written.add((doc["apiVersion"], doc["kind"]))
     assert written, "no custom resources found"
@@ -68,7 +68,7 @@ def test_bootstrap_validates_against_the_published_crds(published, env):
         # Second route: the pinned CRD's own openAPIV3Schema, as the API server reads it
         # (unknown fields allowed there: the server prunes them), accepts the object too.
         source = next(s for s in crd_schemas.pinned_sources() if s["kind"] == obj["kind"])
-        crd = yaml.safe_load((crd_schemas.CRD_DIR / source["file"]).read_text())
+        crd = read_yaml((crd_schemas.CRD_DIR / source["file"]).read_text())
         raw = next(v for v in crd["spec"]["versions"] if v["name"] == source["version_served"])["schema"]["openAPIV3Schema"]
         body = {k: v for k, v in obj.items() if k != "metadata"}  # metadata is the core ObjectMeta's
         jsonschema.Draft7Validator({
@@ -123,7 +123,7 @@ def test_repository_secret_is_configurable_and_checked(run_cli, envs_dir, tmp_pa
     shown = subprocess.run(["git", "--git-dir", str(home / "gitops.git"), "show", "main:bootstrap/staging.yaml"],
                            capture_output=True, text=True, check=True).stdout
     assert "secretRef" in shown  # the Kustomization's decryption key
-    assert next(yaml.safe_load_all(shown))["spec"].get("secretRef") is None
+    assert next(read_yaml_all(shown))["spec"].get("secretRef") is None
     staging.write_text(text.replace("gitops:\n", "gitops:\n  repositorySecret: Bad_Name\n", 1))
     before = subprocess.run(["git", "--git-dir", str(home / "gitops.git"), "rev-parse", "main"], capture_output=True, text=True).stdout
     result = run_cli("compile", "staging", "--home", home, "--environments", envs_dir)

@@ -53,6 +53,7 @@ from pipelines.lib.render import RenderedObject, RenderError, load_chart, render
 from pipelines.lib.stages.genesis import compute_genesis
 from pipelines.lib.yaml_io import dump_yaml, load_yaml_all
 from tests.conftest import EXAMPLES, REPO_ROOT, commit_count, git
+from tests.yaml_reader import read_yaml
 
 CHARTS = REPO_ROOT / "chart_sources"
 GOLDEN = Path(__file__).parents[1] / "golden"
@@ -293,7 +294,7 @@ def test_kustomize_builds_the_rendered_directory(rendered, env, tmp_path):
 
 @pytest.mark.parametrize("chart", ["network", "besu-node", "geth-node", "bootnode", "ethstats", "monitoring"])
 def test_chart_layout_and_documented_values(chart):
-    meta = yaml.safe_load((CHARTS / chart / "Chart.yaml").read_text())
+    meta = read_yaml((CHARTS / chart / "Chart.yaml").read_text())
     assert meta["apiVersion"] == "v2" and meta["name"] == chart and meta["version"] and meta["appVersion"]
     schema = json.loads((CHARTS / chart / "values.schema.json").read_text())
     loaded = load_chart(CHARTS / chart)
@@ -309,7 +310,7 @@ def test_chart_layout_and_documented_values(chart):
 def flag_spec(chart: str, tag: str) -> dict[str, Any]:
     path = CHARTS / chart / "flags" / f"{tag}.yaml"
     assert path.is_file(), f"no flag list for {chart} image tag {tag}: add {path.relative_to(REPO_ROOT)} from the client's sources"
-    return yaml.safe_load(path.read_text())
+    return read_yaml(path.read_text())
 
 
 def unknown_flags(tokens: list[str], spec: dict[str, Any]) -> list[str]:
@@ -646,7 +647,7 @@ def test_output_is_drift_free(rendered, env):
     files = r.files()
     assert len(files) == len(r.objects), "one object per file"
     for path, text in files.items():
-        obj = yaml.safe_load(text)
+        obj = read_yaml(text)
         # Only selectors may be empty: {} there means "all pods / namespaces" and is kept by the API server.
         allowed = {p for p in empties(obj) if p.endswith(("podSelector", "namespaceSelector"))}
         assert set(empties(obj)) - allowed == set(), path
@@ -733,7 +734,7 @@ def test_changing_an_image_tag_changes_only_its_workloads(rendered, env, image, 
     tag = reference.rsplit(":", 1)[1]
     for path in expected:
         assert reference in after[path]
-        workload = yaml.safe_load(after[path])
+        workload = read_yaml(after[path])
         labels = (workload["metadata"]["labels"], workload["spec"]["template"]["metadata"]["labels"])
         assert all(lab["app.kubernetes.io/version"] == tag for lab in labels), "the version label names what runs"
 

@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.yaml_reader import read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "pipelines" / "lib" / "crds"
@@ -60,7 +61,7 @@ def test_file_matches_its_sha256(entry):
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
 def test_file_is_the_crd_its_entry_names(entry):
-    crd = yaml.safe_load((CRD_DIR / entry["file"]).read_text())
+    crd = read_yaml((CRD_DIR / entry["file"]).read_text())
     assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
     assert crd["kind"] == "CustomResourceDefinition"
     assert crd["spec"]["group"] == entry["group"]

@@ -49,6 +49,7 @@ from pipelines.lib.render import RenderError
 from pipelines.lib.stages.genesis import compute_genesis
 from pipelines.lib.yaml_io import dump_yaml
 from tests.conftest import REPO_ROOT
+from tests.yaml_reader import read_yaml
 
 CHARTS = REPO_ROOT / "chart_sources"
 REQUIRED = os.environ.get("CHAINOPS_REQUIRE_SMOKE") == "1"
@@ -497,6 +498,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # boots both pinned geth releases
 @pytest.mark.parametrize("version", GETH_VERSIONS)
 def test_geth_serves_the_metric_names_the_rules_use(version, tmp_path):
     geth = geth_binary(version)
@@ -566,10 +568,10 @@ def test_dagster_and_the_cli_publish_the_same_monitoring_bundle(run_cli, tmp_pat
     result = run_cli("compile", "--home", tmp_path / "cli", "--environments", envs)
     assert result.code == 0, result.err
     cli_files = committed_tree(tmp_path / "cli" / "gitops.git", "rendered/staging/monitoring")
-    rule = yaml.safe_load(cli_files["rendered/staging/monitoring/prometheusrule-chainops-staging-chain-health.yaml"])
+    rule = read_yaml(cli_files["rendered/staging/monitoring/prometheusrule-chainops-staging-chain-health.yaml"])
     assert rule["metadata"]["labels"]["release"] == "prometheus"
     assert rule["spec"] == the(rendered["staging"], "PrometheusRule")["spec"]
-    monitors = [yaml.safe_load(text) for name, text in committed_tree(tmp_path / "cli" / "gitops.git", "rendered/staging/besu-node").items()
+    monitors = [read_yaml(text) for name, text in committed_tree(tmp_path / "cli" / "gitops.git", "rendered/staging/besu-node").items()
                 if "/servicemonitor-" in name]
     assert monitors and all(m["metadata"]["labels"]["release"] == "prometheus" for m in monitors)
 

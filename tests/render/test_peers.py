@@ -32,6 +32,7 @@ from pipelines.lib.smoke import SYSTEM_DIRS, Pod, container_env, expand, ipc, ma
 from pipelines.lib.yaml_io import load_yaml_all
 from tests.conftest import REPO_ROOT, checkout, commit_count, git
 from tests.key_helpers import committed_secrets
+from tests.yaml_reader import read_yaml
 
 NATIVE = KeyAPI(NativeECCBackend)
 
@@ -94,7 +95,7 @@ def site(workspace_dirs, run_cli):
 def objects_in(directory: Path) -> dict[tuple[str, str], dict]:
     found = {}
     for path in sorted(directory.glob("*/*.yaml")):
-        obj = yaml.safe_load(path.read_text())
+        obj = read_yaml(path.read_text())
         found[(obj["kind"], obj["metadata"]["name"])] = obj
     return found
 
@@ -377,6 +378,7 @@ GETH_BIN = Path(os.environ.get("CHAINOPS_GETH_DIR") or Path.home() / ".cache" / 
 EXT_KEY = hashlib.sha256(b"chainops-test-only/external-geth").hexdigest()
 
 
+@pytest.mark.slow  # boots two geth nodes
 @pytest.mark.skipif(not GETH_BIN.is_file() or shutil.which("bwrap") is None or os.geteuid() != 0,
                     reason="needs geth v1.13.15 (make smoke-bins), bwrap and root")
 def test_geth_runs_the_rendered_validator_and_peers_with_its_external_peer(site, tmp_path):
@@ -467,7 +469,7 @@ def test_dagster_materializes_a_peered_permissioned_network(tmp_path):
     git_dir = tmp_path / "home" / "gitops.git"
     lock = json.loads(git(git_dir, "show", "main:rendered/peered/network.lock.json"))
     assert [n["enode"].split("@")[1] for n in lock["nodes"]] == [f"{HOSTS[n['name']]}:30303" for n in lock["nodes"]]
-    permissions = yaml.safe_load(git(git_dir, "show", "main:rendered/peered/besu-node/configmap-besu-permissions.yaml"))
+    permissions = read_yaml(git(git_dir, "show", "main:rendered/peered/besu-node/configmap-besu-permissions.yaml"))
     allowlist = tomllib.loads(permissions["data"]["permissions_config.toml"])["nodes-allowlist"]
     assert {n["enode"] for n in lock["nodes"]} | {EXT_IP, EXT_DNS} <= set(allowlist)
     metadata = result.asset_materializations_for_node("gitops_commit")[0].metadata
@@ -480,5 +482,5 @@ def test_the_documented_multicluster_example_compiles(site):
     assert result.code == 0, result.err
     lock = json.loads(site["show"]("rendered/besu-multi-a/network.lock.json"))
     assert lock["nodes"][0]["enode"].endswith("@198.51.100.10:30303")
-    permissions = yaml.safe_load(site["show"]("rendered/besu-multi-a/besu-node/configmap-besu-permissions.yaml"))
+    permissions = read_yaml(site["show"]("rendered/besu-multi-a/besu-node/configmap-besu-permissions.yaml"))
     assert "203.0.113.51:31001?discport=31001" in permissions["data"]["permissions_config.toml"]

@@ -231,6 +231,7 @@ def readme_recipe() -> str:
     return re.search(r"<!-- ci-recipe -->\n```sh\n(.*?)```", text, re.S)[1]
 
 
+@pytest.mark.slow  # runs the recipe in bash: three chainops processes
 def test_the_readme_ci_recipe_fails_on_a_broken_environment_and_passes_on_a_change(site):
     published(site, alpha=env_yaml(4212))
     script = site["tmp"] / "ci.sh"

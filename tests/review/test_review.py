@@ -12,11 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipelines.lib import markdown, review
 from pipelines.lib.yaml_io import dump_yaml
 from tests.conftest import git
+from tests.yaml_reader import read_yaml
 
 ENV = "demo"
 NS = "chain-demo"
@@ -199,7 +199,7 @@ def test_new_environment_and_decommission():
 
 def test_changed_fields_are_named_by_path_with_list_items_by_name():
     before, after = state(), state()
-    sts = yaml.safe_load(after[f"rendered/{ENV}/besu-node/statefulset-rpc.yaml"])
+    sts = read_yaml(after[f"rendered/{ENV}/besu-node/statefulset-rpc.yaml"])
     sts["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = 9545
     sts["metadata"]["labels"]["a.b/c"] = "x"
     after[f"rendered/{ENV}/besu-node/statefulset-rpc.yaml"] = dump_yaml(sts).encode()
@@ -230,8 +230,8 @@ def test_network_readme_from_a_real_compile(run_cli, envs_dir, tmp_path):
     bare = home / "gitops.git"
     readme = git(bare, "show", "main:rendered/staging/README.md")
     lock = json.loads(git(bare, "show", "main:rendered/staging/network.lock.json"))
-    spec = yaml.safe_load((envs_dir / "staging.yaml").read_text())
-    kustomization = yaml.safe_load(git(bare, "show", "main:rendered/staging/kustomization.yaml"))
+    spec = read_yaml((envs_dir / "staging.yaml").read_text())
+    kustomization = read_yaml(git(bare, "show", "main:rendered/staging/kustomization.yaml"))
     assert "README.md" not in kustomization["resources"]
     assert f"| Chain ID | {spec['network']['chainId']} (`{hex(spec['network']['chainId'])}`) |" in readme
     assert f"| Genesis hash | `{lock['genesisHash']}` |" in readme
@@ -355,7 +355,7 @@ def test_the_diagram_draws_static_peers_only_where_the_nodes_get_them(run_cli, t
     home = tmp_path / "home"
     assert run_cli("compile", "--home", home, "--environments", envs).code == 0
     bare = home / "gitops.git"
-    rpc = yaml.safe_load(git(bare, "show", "main:rendered/gethnet/geth-node/statefulset-rpc.yaml"))
+    rpc = read_yaml(git(bare, "show", "main:rendered/gethnet/geth-node/statefulset-rpc.yaml"))
     args = " ".join(a for c in rpc["spec"]["template"]["spec"]["containers"] for a in c.get("args", []) + c.get("command", []))
     assert ("--config=/config/config.toml" in args) is static and ("--bootnodes=" in args) is (not static)
     diagram = git(bare, "show", "main:rendered/gethnet/README.md").split("```mermaid\n", 1)[1].split("```", 1)[0]

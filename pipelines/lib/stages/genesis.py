@@ -29,6 +29,7 @@ from pipelines.lib.layout import (
 from pipelines.lib.lock import LockedAccount, LockedNode, LockedTransition, NetworkLock
 from pipelines.lib.model import Decisions, ExistingEnvironment, GenesisResult
 from pipelines.lib.peers import lock_enode
+from pipelines.lib.stages.validate import check_genesis_size
 from pipelines.lib.validator_plan import Validator, ValidatorPlan, describe_step, plan_change
 
 
@@ -170,8 +171,9 @@ def compute_genesis(
     validators = genesis_validators(config, keys, lock, reset=allow_change)
     spec = genesis_spec(config, keys, validators)
     document = genesis_lib.build_genesis(spec)
-    block_hash = genesis_lib.genesis_block_hash(document)
     json_bytes = genesis_lib.genesis_json_bytes(document)
+    check_genesis_size(config, json_bytes)
+    block_hash = genesis_lib.genesis_block_hash(document)
     ordered = tuple(genesis_lib.canonical_validator_order(validators)) if validators else ()
     locked_hash = lock.genesisHash if lock is not None else None
     previous_doc = _previous_genesis(existing)

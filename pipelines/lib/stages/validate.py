@@ -46,6 +46,16 @@ def check_object_size(config: EnvironmentConfig, chart: str, obj: Mapping[str, A
         )
 
 
+def check_genesis_size(config: EnvironmentConfig, genesis_json: bytes) -> None:
+    """genesis.json alone over the ConfigMap limit, refused before it is hashed: the genesis
+    ConfigMap holds the file whole, and hashing a megabyte of contract storage takes seconds."""
+    if len(genesis_json) > MAX_OBJECT_BYTES:
+        raise ManifestValidationError(
+            f"{config.source_path}: accounts, contracts: genesis.json would be {len(genesis_json)} bytes; "
+            f"Kubernetes stores at most {MAX_OBJECT_BYTES} bytes (1 MiB) per ConfigMap"
+        )
+
+
 def check_no_leaks(
     config: EnvironmentConfig, files: Mapping[str, bytes], privates: Mapping[str, PrivateKeyMaterial], unsealed: Iterable[str]
 ) -> None:
