@@ -23,12 +23,18 @@ from pathlib import Path
 import pytest
 
 from pipelines.lib.gitops import GitopsRepository
+from tests.conftest import Workspace
 
-Build = Callable[[Path], None]
+Build = Callable[[Workspace], None]
 
 
-def _cache_path(site: Path) -> Path:
-    return GitopsRepository(str(site / "remote.git"), "main", site / "home").cache_path
+def _site(root: Path) -> Workspace:
+    """The layout `workspace_dirs` uses: environments/, remote.git, home/."""
+    return Workspace(root / "environments", root / "remote.git", root / "home", root)
+
+
+def _cache_path(site: Workspace) -> Path:
+    return GitopsRepository(str(site.remote), "main", site.home).cache_path
 
 
 class PublishedSites:
@@ -38,23 +44,24 @@ class PublishedSites:
         self._root = root
         self._built: dict[str, Path] = {}
 
-    def copy_into(self, dest: Path, name: str, build: Build) -> None:
-        """Copy the site `name` (built by `build(template_dir)` the first time) into `dest`.
-        `build` must leave `environments/`, `remote.git` and `home/` in the directory."""
+    def copy_into(self, dest: Path, name: str, build: Build) -> Workspace:
+        """Copy the site `name` (published by `build(template)` the first time) into `dest`."""
         template = self._built.get(name)
         if template is None:
             template = self._root / hashlib.sha256(name.encode()).hexdigest()[:12]
             template.mkdir()
-            build(template)
+            build(_site(template))
             self._built[name] = template
-        for part in ("environments", "remote.git", "home"):
-            shutil.copytree(template / part, dest / part, symlinks=True)
-        old, new = _cache_path(template), _cache_path(dest)
-        old = dest / "home" / old.relative_to(template / "home")
+        source, site = _site(template), _site(dest)
+        for part in (source.envs, source.remote, source.home):
+            shutil.copytree(part, dest / part.name, symlinks=True)
+        old = site.home / _cache_path(source).relative_to(source.home)
+        new = _cache_path(site)
         for suffix in (".git", ".lock", ".fingerprints.json"):
             moved = old.with_suffix(suffix)
             if moved.exists():
                 moved.rename(new.with_suffix(suffix))
+        return site
 
 
 @pytest.fixture(scope="session")

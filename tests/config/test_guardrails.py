@@ -114,27 +114,23 @@ def refs(remote: Path) -> str:
     return git(remote, "for-each-ref", "--format=%(refname) %(objectname)")
 
 
-def compile_in(run_cli, site: Path, *args):
-    return run_cli("compile", "--home", site / "home", "--environments", site / "environments", "--repo", site / "remote.git", *args)
-
-
 @pytest.fixture
 def site(tmp_path: Path, run_cli, monkeypatch, published_sites):
     """`published.yaml` published into a bare remote (compiled once, copied per test)."""
     for var in ("CHAINOPS_FORGE", "CHAINOPS_GIT_TOKEN", "CHAINOPS_CLUSTER_REPO_URL"):
         monkeypatch.delenv(var, raising=False)
 
-    def publish(where: Path) -> None:
-        (where / "environments").mkdir()
-        (where / "environments" / "published.yaml").write_text(PUBLISHED)
-        subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(where / "remote.git")], check=True)
-        assert compile_in(run_cli, where).code == 0
+    def publish(where) -> None:
+        where.envs.mkdir()
+        (where.envs / "published.yaml").write_text(PUBLISHED)
+        subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(where.remote)], check=True)
+        assert run_cli("compile", *where.where).code == 0
 
-    published_sites.copy_into(tmp_path, "guardrails:" + PUBLISHED, publish)
-    envs, remote, home = tmp_path / "environments", tmp_path / "remote.git", tmp_path / "home"
+    published = published_sites.copy_into(tmp_path, "guardrails:" + PUBLISHED, publish)
+    envs, remote, home = published.envs, published.remote, published.home
 
     def cli(*args):
-        return compile_in(run_cli, tmp_path, *args)
+        return run_cli("compile", *published.where, *args)
 
     return {"envs": envs, "remote": remote, "home": home, "cli": cli, "tmp": tmp_path, "run": run_cli}
 

@@ -49,28 +49,24 @@ def cli(run_cli, monkeypatch):
     return run_cli
 
 
-def compile_in(cli, site: Path, *args: str):
-    return cli("compile", *args, "--home", site / "home", "--environments", site / "environments", "--repo", site / "remote.git")
-
-
 @pytest.fixture
 def site(tmp_path: Path, cli, published_sites):
     """Two published environments, alpha (2 validators) and beta, in a bare remote
     (compiled once, copied per test)."""
 
-    def publish(where: Path) -> None:
-        (where / "environments").mkdir()
-        (where / "environments" / "alpha.yaml").write_text(env_yaml(4101, validators=2))
-        (where / "environments" / "beta.yaml").write_text(env_yaml(4102))
-        subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(where / "remote.git")], check=True)
-        first = compile_in(cli, where)
+    def publish(where) -> None:
+        where.envs.mkdir()
+        (where.envs / "alpha.yaml").write_text(env_yaml(4101, validators=2))
+        (where.envs / "beta.yaml").write_text(env_yaml(4102))
+        subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(where.remote)], check=True)
+        first = cli("compile", *where.where)
         assert first.code == 0, first.err
 
-    published_sites.copy_into(tmp_path, "identity:alpha+beta", publish)
-    envs, remote, home = tmp_path / "environments", tmp_path / "remote.git", tmp_path / "home"
+    published = published_sites.copy_into(tmp_path, "identity:alpha+beta", publish)
+    envs, remote, home = published.envs, published.remote, published.home
 
     def compile_(*args: str):
-        return compile_in(cli, tmp_path, *args)
+        return cli("compile", *args, *published.where)
 
     return {"envs": envs, "remote": remote, "home": home, "compile": compile_, "tmp": tmp_path}
 
