@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.lib.errors import ManifestError
-from pipelines.lib.processes import die_with_parent
+from pipelines.lib.processes import prepare_child
 
 
 def kustomization(resources: Sequence[str], namespace: str | None = None) -> dict:
@@ -53,7 +53,7 @@ def kustomize_build(directory: Path, timeout: float = 120.0) -> str:
     command = [kubectl_binary(), "kustomize", str(directory)]
     try:
         result = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, check=False, preexec_fn=die_with_parent  # noqa: PLW1509
+            command, capture_output=True, text=True, timeout=timeout, check=False, preexec_fn=prepare_child  # noqa: PLW1509
         )
     except subprocess.TimeoutExpired as exc:
         raise ManifestError(f"kubectl kustomize {directory} timed out after {timeout:g}s") from exc

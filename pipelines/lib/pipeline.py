@@ -28,7 +28,7 @@ from pipelines.lib.model import (
     GenesisResult,
     StageTimes,
 )
-from pipelines.lib.processes import die_with_parent
+from pipelines.lib.processes import prepare_child
 from pipelines.lib.render import RenderError
 from pipelines.lib.sealing import (
     SealingError,
@@ -139,7 +139,7 @@ def _in_processes(function: Callable[[Any], Any], tasks: Sequence[Any], jobs: in
     if jobs <= 1 or len(tasks) < 2:
         return [function(task) for task in tasks]
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context, initializer=die_with_parent) as pool:
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context, initializer=prepare_child) as pool:
         return list(pool.map(function, tasks, chunksize=max(1, len(tasks) // (jobs * 8))))
 
 

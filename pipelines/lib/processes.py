@@ -5,6 +5,15 @@ If chainops itself is killed (SIGKILL from a CI runner's timeout, an OOM kill), 
 would stop them: they would go on holding decrypted key material in memory and the home's
 temp files. On Linux each child asks the kernel for SIGKILL when its parent dies
 (prctl(2) PR_SET_PDEATHSIG); elsewhere this is a no-op.
+
+A child also starts with the default action for the signals that stop it. An ignored
+signal stays ignored across exec(2), and chainops can run in a process where SIGTERM is
+ignored without knowing it: Dagster maps SIGTERM to SIGINT's disposition
+(dagster._utils.interrupts.setup_interrupt_handlers), and SIGINT is ignored in any job a
+non-interactive shell starts in the background. Its children would then ignore the
+SIGTERM chainops stops them with (a smoke pod would outlive its teardown's grace period
+and a broken compile pool could not be terminated), unlike a container, which a runtime
+always starts with default dispositions.
 """
 
 from __future__ import annotations
@@ -15,11 +24,16 @@ import signal
 import sys
 
 _PR_SET_PDEATHSIG = 1
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
-def die_with_parent() -> None:
-    """In a child (a pool initializer, or `preexec_fn` between fork and exec): SIGKILL when
-    the parent dies; exits at once if the parent is already gone."""
+def prepare_child() -> None:
+    """In a child (a pool initializer, or `preexec_fn` between fork and exec): the stop
+    signals back to their default action, and SIGKILL when the parent dies; exits at once
+    if the parent is already gone."""
+    for stop in _STOP_SIGNALS:
+        if signal.getsignal(stop) == signal.SIG_IGN:
+            signal.signal(stop, signal.SIG_DFL)
     if not sys.platform.startswith("linux"):
         return
     parent = os.getppid()

@@ -57,7 +57,7 @@ import pyrage
 import yaml
 
 from pipelines.lib.errors import OperationalFailure
-from pipelines.lib.processes import die_with_parent
+from pipelines.lib.processes import prepare_child
 from pipelines.lib.sops_writer import SopsFormatError, encrypt_document
 from pipelines.lib.yaml_io import dump_yaml
 
@@ -746,7 +746,7 @@ class SopsSealer:
                 cwd=self._sandbox,
                 timeout=_SOPS_TIMEOUT_SECONDS,
                 check=False,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - async-signal-safe: one prctl call
+                preexec_fn=prepare_child,  # noqa: PLW1509 - signal(2) and prctl(2) calls only
             )
         except subprocess.TimeoutExpired:
             failure = f"sops {action} timed out after {_SOPS_TIMEOUT_SECONDS}s"

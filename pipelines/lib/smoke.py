@@ -47,7 +47,7 @@ from pipelines.lib.config import parse_image
 from pipelines.lib.errors import OperationalFailure
 from pipelines.lib.layout import lock_path
 from pipelines.lib.lock import NetworkLock, parse_lock
-from pipelines.lib.processes import die_with_parent
+from pipelines.lib.processes import prepare_child
 from pipelines.lib.sealing import AgeIdentity, SopsSealer, is_plaintext_secret, is_sops_encrypted
 
 SUBNET = "10.233.{}.{}"
@@ -367,7 +367,7 @@ def _in_netns(pod: Pod, kind: str, host: str, port: int, path: str, body: str) -
     )
     result = subprocess.run(
         ["ip", "netns", "exec", pod.netns, "python3", "-c", code, kind, host, str(port), path],
-        input=body, capture_output=True, text=True, timeout=15, check=False, preexec_fn=die_with_parent,
+        input=body, capture_output=True, text=True, timeout=15, check=False, preexec_fn=prepare_child,
     )
     return result.stdout.strip()
 
@@ -622,7 +622,7 @@ def run_smoke(
                 for init in pod.spec.get("initContainers", []):
                     env = container_env(init, pod, config_maps, secrets_data)
                     done = subprocess.run(_sandbox_command(pod, init, mounted[pod.name], chosen, hosts, env),
-                                          capture_output=True, text=True, timeout=120, check=False, preexec_fn=die_with_parent)
+                                          capture_output=True, text=True, timeout=120, check=False, preexec_fn=prepare_child)
                     if done.returncode != 0:
                         report.pods[pod.name] = f"init container {init['name']} exited {done.returncode}: {done.stderr.strip()[-400:]}"
                         raise SmokeError(f"{pod.name}: {report.pods[pod.name]}")
@@ -631,7 +631,7 @@ def run_smoke(
                     log = (pod.root / f"{container['name']}.log").open("wb")
                     pod.processes.append(subprocess.Popen(
                         _sandbox_command(pod, container, mounted[pod.name], chosen, hosts, env),
-                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=prepare_child,
                     ))
                 report.pods[pod.name] = "starting"
             deadline = time.monotonic() + seconds

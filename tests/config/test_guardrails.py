@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, git
+from tests.process_helpers import alive, descendants
 from tests.yaml_reader import read_yaml
 
 PUBLISHED = """\
@@ -257,32 +258,6 @@ def test_a_home_that_cannot_be_written_is_one_line_and_exit_two(site, tmp_path, 
     assert result.code == 2 and "Traceback" not in result.err and len(problems) == 1 and problems[0].startswith("error: "), result.err
 
 
-def descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return state_line.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.mark.slow  # a kill point: starts chainops and its workers, then kills them
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_killing_chainops_mid_compile_leaves_no_child_process(tmp_path):
@@ -307,6 +282,36 @@ def test_killing_chainops_mid_compile_leaves_no_child_process(tmp_path):
     time.sleep(5)
     survivors = [pid for pid in seen if alive(pid)]
     assert survivors == [], f"child processes outlived chainops: {survivors}"
+
+
+CHILD_UNDER_DAGSTER = """
+import signal, subprocess, time
+from pipelines.lib.processes import prepare_child
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a non-interactive shell does to a background job
+# What an in-process Dagster run does (dagster._utils.interrupts.setup_interrupt_handlers):
+signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))
+codes = []
+for preexec in (None, prepare_child):
+    child = subprocess.Popen(["sleep", "30"], preexec_fn=preexec)
+    time.sleep(0.3)
+    child.terminate()
+    try:
+        codes.append(child.wait(timeout=0.7))
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        codes.append("ignored SIGTERM")
+print(codes)
+"""
+
+
+def test_children_stop_on_sigterm_when_chainops_runs_with_sigterm_ignored():
+    """A process started plainly inherits the ignored SIGTERM (the smoke pods of a run started
+    from a background Dagster worker outlived their teardown); one started with
+    prepare_child, as every chainops child is, stops on it."""
+    out = subprocess.run([sys.executable, "-c", CHILD_UNDER_DAGSTER], capture_output=True, text=True, cwd=REPO_ROOT, check=True).stdout
+    assert out.strip() == str(["ignored SIGTERM", -signal.SIGTERM])
 
 
 def test_a_chart_that_writes_a_key_in_readable_form_is_refused_by_compile(site, tmp_path):

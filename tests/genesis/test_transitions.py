@@ -28,8 +28,10 @@ import pytest
 from pipelines.lib import genesis as genesis_lib
 from pipelines.lib.config import load_environment
 from pipelines.lib.lock import parse_lock
+from pipelines.lib.processes import prepare_child
 from tests.conftest import REPO_ROOT, commit_count, git
 from tests.genesis_helpers import make_spec, pyevm_genesis_hash
+from tests.process_helpers import stop
 from tests.yaml_reader import read_yaml
 
 GETH = Path(os.environ.get("CHAINOPS_GETH_DIR") or Path.home() / ".cache" / "chainops" / "geth-v1.13.15" / "bin") / "geth"
@@ -344,7 +346,7 @@ def node(tmp_path_factory) -> Iterator[Node]:
         process = subprocess.Popen(
             [str(GETH), "--dev", "--datadir", str(datadir), "--http", "--http.addr", "127.0.0.1", "--http.port", str(port),
              "--http.api", "eth", "--port", "0", "--nodiscover", "--maxpeers", "0", "--ipcdisable", "--authrpc.port", "0"],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=prepare_child,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -358,12 +360,7 @@ def node(tmp_path_factory) -> Iterator[Node]:
                     time.sleep(0.2)
             yield Node(url, "geth")
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, grace=10)
             log.close()
             shutil.rmtree(datadir, ignore_errors=True)
     else:

@@ -45,10 +45,12 @@ from pipelines.lib.layout import env_dir
 from pipelines.lib.lock import NetworkLock
 from pipelines.lib.manifests import object_filename, validator_for
 from pipelines.lib.network_page import network_readme
+from pipelines.lib.processes import prepare_child
 from pipelines.lib.render import RenderError
 from pipelines.lib.stages.genesis import compute_genesis
 from pipelines.lib.yaml_io import dump_yaml
 from tests.conftest import REPO_ROOT
+from tests.process_helpers import stop
 from tests.yaml_reader import read_yaml
 
 CHARTS = REPO_ROOT / "chart_sources"
@@ -506,7 +508,7 @@ def test_geth_serves_the_metric_names_the_rules_use(version, tmp_path):
     proc = subprocess.Popen(
         [str(geth), "--dev", "--datadir", str(tmp_path / "data"), "--metrics", "--metrics.addr", "127.0.0.1",
          "--metrics.port", str(port), "--port", "0", "--nodiscover", "--maxpeers", "0", "--ipcdisable"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=prepare_child,
     )
     try:
         # Prometheus sends <pod IP>:<port> as Host: geth's metrics server must not refuse it.
@@ -519,8 +521,7 @@ def test_geth_serves_the_metric_names_the_rules_use(version, tmp_path):
             except OSError:
                 time.sleep(0.3)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
     types = {line.split()[2]: line.split()[3] for line in text.splitlines() if line.startswith("# TYPE ")}
     for name in monitoring.METRICS["geth"].values():
         assert types.get(name) == "gauge", f"geth v{version} serves no gauge {name}"

@@ -28,10 +28,12 @@ from eth_keys.backends import NativeECCBackend
 from pipelines.defs.resources import ChainopsResource
 from pipelines.lib.kustomize import kustomize_build
 from pipelines.lib.manifests import validator_for
+from pipelines.lib.processes import prepare_child
 from pipelines.lib.smoke import SYSTEM_DIRS, Pod, container_env, expand, ipc, materialise
 from pipelines.lib.yaml_io import load_yaml_all
 from tests.conftest import REPO_ROOT, checkout, commit_count, git
 from tests.key_helpers import committed_secrets
+from tests.process_helpers import stop
 from tests.yaml_reader import read_yaml
 
 NATIVE = KeyAPI(NativeECCBackend)
@@ -428,7 +430,7 @@ def test_geth_runs_the_rendered_validator_and_peers_with_its_external_peer(site,
                "--", "/bin/sh", "-ec", runner, "runner", *main_argv]
     log = tmp_path / "validator.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=prepare_child)
     try:
         ipc_path = volumes["data"] / "geth.ipc"
         peers, info, deadline = [], None, time.monotonic() + 60
@@ -448,8 +450,7 @@ def test_geth_runs_the_rendered_validator_and_peers_with_its_external_peer(site,
         assert enode_id(info["enode"]) == enode_id(lock["nodes"][0]["enode"])
         assert lock["nodes"][0]["enode"].endswith("@198.51.100.77:30303")  # nodePort base 30303 + 0
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
 
 
 # -- Dagster ---------------------------------------------------------------------------------

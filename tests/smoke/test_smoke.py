@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLES, git, venv_tool
+from tests.process_helpers import alive, descendants
 from tests.smoke_helpers import BIN_DIR, ETHASH_BIN_DIR, MISSING
 
 pytestmark = [
@@ -187,21 +188,14 @@ def test_sigterm_mid_smoke_tears_down_every_namespace_and_process(site):
         time.sleep(0.2)
     assert len(set(smoke_namespaces()) - started) >= 2, "the pods' namespaces exist while smoke runs"
     time.sleep(2)  # the pods are running now
-    geths = subprocess.run(["pgrep", "-f", str(BIN_DIR / "geth")], capture_output=True, text=True).stdout.split()
+    geths = descendants(proc.pid)
+    assert geths, "smoke runs its pods as child processes"
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     assert not [n for n in smoke_namespaces() if n not in started], "SIGTERM removed the namespaces"
     time.sleep(1)
-    alive = [pid for pid in geths if running(pid)]
-    assert alive == [], f"processes outlived smoke: {alive}"
-
-
-def running(pid: str) -> bool:
-    """Alive and not a zombie (an exited child the container's init has not reaped yet)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    outlived = [pid for pid in geths if alive(pid)]
+    assert outlived == [], f"processes outlived smoke: {outlived}"
 
 
 def test_a_sigkilled_smoke_leaves_no_process_and_the_next_run_removes_its_namespaces(site):
@@ -216,13 +210,14 @@ def test_a_sigkilled_smoke_leaves_no_process_and_the_next_run_removes_its_namesp
     while time.monotonic() < deadline and len(set(smoke_namespaces()) - started) < 3:
         time.sleep(0.2)
     time.sleep(2)
-    geths = subprocess.run(["pgrep", "-f", "--", f"{BIN_DIR / 'geth'}"], capture_output=True, text=True).stdout.split()
+    geths = descendants(proc.pid)
+    assert geths, "smoke runs its pods as child processes"
     proc.kill()
     proc.wait()
     left = set(smoke_namespaces()) - started
     assert left and all(name.startswith(f"chainops-smoke-{proc.pid}-") for name in left), "the killed run's namespaces stay"
     time.sleep(2)
-    assert [pid for pid in geths if running(pid)] == [], "its pods died with it"
+    assert [pid for pid in geths if alive(pid)] == [], "its pods died with it"
     again = site["smoke"]("net", *BINS)
     assert again.code == 0, again.out
     assert not left & set(smoke_namespaces()), "the next run removed them"
