@@ -39,6 +39,18 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    """Under `--dist loadgroup` every xdist_group test must carry its group in its node id
+    (pytest-xdist writes it there); when a pytest release moves that field, the smoke tests
+    silently spread over both workers and wait on each other's lock."""
+    if not getattr(session.config.option, "loadgroup", False):  # set in xdist workers only
+        return
+    ungrouped = [item.nodeid for item in session.items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if ungrouped:
+        raise pytest.UsageError(f"pytest-xdist did not group {ungrouped[0]} (and {len(ungrouped) - 1} more): check the pytest pin")
+
+
 @dataclass
 class CliResult:
     code: int
