@@ -44,8 +44,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/chainops compile
 
+# Three workers on two cores: the smoke and `dagster dev` tests mostly wait (on geth, on
+# Dagster's daemons), and the third worker overlaps that waiting with CPU-bound tests.
 test: $(STAMP) smoke-bins monitoring-bins
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 3 --dist loadgroup -q
 
 # Everything but the tests that boot servers and pods (see SLOW_MODULES in tests/conftest.py).
 test-fast: $(STAMP)
