@@ -295,6 +295,9 @@ codes = []
 for preexec in (None, prepare_child):
     child = subprocess.Popen(["sleep", "30"], preexec_fn=preexec)
     time.sleep(0.3)
+    status = open(f"/proc/{child.pid}/status").read()
+    ignored = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
+    codes.append(sorted(n for n in (signal.SIGINT, signal.SIGTERM) if ignored >> (n - 1) & 1))
     child.terminate()
     try:
         codes.append(child.wait(timeout=0.7))
@@ -309,9 +312,10 @@ print(codes)
 def test_children_stop_on_sigterm_when_chainops_runs_with_sigterm_ignored():
     """A process started plainly inherits the ignored SIGTERM (the smoke pods of a run started
     from a background Dagster worker outlived their teardown); one started with
-    prepare_child, as every chainops child is, stops on it."""
+    prepare_child, as every chainops child is, stops on it, and still ignores the SIGINT
+    its background job ignores (read from /proc, SigIgn)."""
     out = subprocess.run([sys.executable, "-c", CHILD_UNDER_DAGSTER], capture_output=True, text=True, cwd=REPO_ROOT, check=True).stdout
-    assert out.strip() == str(["ignored SIGTERM", -signal.SIGTERM])
+    assert out.strip() == str([[signal.SIGINT, signal.SIGTERM], "ignored SIGTERM", [signal.SIGINT], -signal.SIGTERM])
 
 
 def test_a_chart_that_writes_a_key_in_readable_form_is_refused_by_compile(site, tmp_path):

@@ -21,7 +21,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipelines.lib.processes import prepare_child
 from tests.conftest import EXAMPLES, REPO_ROOT, commit_count, git, venv_tool
 
 ASSETS = ["environment_config", "node_keys", "genesis", "rendered_manifests", "gitops_commit"]
@@ -56,6 +55,13 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def default_signals() -> None:
+    """In the child: dagster dev maps SIGTERM to its SIGINT handler, so a SIGINT ignored
+    by a background parent would make it ignore SIGTERM too."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def stop_process_group(proc: subprocess.Popen) -> None:
@@ -100,7 +106,7 @@ def dagster_dev(tmp_path: Path) -> Iterator[dict]:
     proc = subprocess.Popen(
         [venv_tool("dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, preexec_fn=prepare_child,  # dagster dev maps SIGTERM to SIGINT's disposition
+        start_new_session=True, preexec_fn=default_signals,
     )
     try:
         yield {"port": port, "home": home, "dagster_home": dagster_home, "proc": proc, "log": tmp_path / "dagster-dev.log"}

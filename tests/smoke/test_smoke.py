@@ -188,13 +188,13 @@ def test_sigterm_mid_smoke_tears_down_every_namespace_and_process(site):
         time.sleep(0.2)
     assert len(set(smoke_namespaces()) - started) >= 2, "the pods' namespaces exist while smoke runs"
     time.sleep(2)  # the pods are running now
-    geths = descendants(proc.pid)
-    assert geths, "smoke runs its pods as child processes"
+    pod_processes = descendants(proc.pid)
+    assert pod_processes, "smoke runs its pods as child processes"
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     assert not [n for n in smoke_namespaces() if n not in started], "SIGTERM removed the namespaces"
     time.sleep(1)
-    outlived = [pid for pid in geths if alive(pid)]
+    outlived = [pid for pid in pod_processes if alive(pid)]
     assert outlived == [], f"processes outlived smoke: {outlived}"
 
 
@@ -210,14 +210,14 @@ def test_a_sigkilled_smoke_leaves_no_process_and_the_next_run_removes_its_namesp
     while time.monotonic() < deadline and len(set(smoke_namespaces()) - started) < 3:
         time.sleep(0.2)
     time.sleep(2)
-    geths = descendants(proc.pid)
-    assert geths, "smoke runs its pods as child processes"
+    pod_processes = descendants(proc.pid)
+    assert pod_processes, "smoke runs its pods as child processes"
     proc.kill()
     proc.wait()
     left = set(smoke_namespaces()) - started
     assert left and all(name.startswith(f"chainops-smoke-{proc.pid}-") for name in left), "the killed run's namespaces stay"
     time.sleep(2)
-    assert [pid for pid in geths if alive(pid)] == [], "its pods died with it"
+    assert [pid for pid in pod_processes if alive(pid)] == [], "its pods died with it"
     again = site["smoke"]("net", *BINS)
     assert again.code == 0, again.out
     assert not left & set(smoke_namespaces()), "the next run removed them"
