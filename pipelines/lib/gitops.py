@@ -202,7 +202,9 @@ class GitopsRepository:
         self.lock.acquire()
         try:
             if not (self.cache_path / "HEAD").exists():
-                git.Repo.init(self.cache_path, bare=True).close()
+                # No template: a cache needs neither sample hooks nor info/exclude. (GitPython
+                # guards --template against caller-chosen paths; this one is empty.)
+                git.Repo.init(self.cache_path, bare=True, template="", allow_unsafe_options=True).close()
             self._repo = git.Repo(self.cache_path)
             self._clear_leftovers()
         except BaseException:
@@ -217,16 +219,16 @@ class GitopsRepository:
         writer of the cache holds `self.lock`, so none of them belongs to a live process
         (git's automatic gc after a fetch is kept in the foreground, under the lock, too)."""
         if "autodetach" not in (self.cache_path / "config").read_text().lower():
-            self.repo.git.config("gc.autoDetach", "false")
-            self.repo.git.config("maintenance.autoDetach", "false")
+            with self.repo.config_writer() as config:
+                config.set_value("gc", "autoDetach", "false")
+                config.set_value("maintenance", "autoDetach", "false")
         patterns = ("index.lock", "shallow.lock", "packed-refs.lock", "chainops-marks-*", "chainops-index-*", "objects/pack/tmp_*")
         leftovers = [p for pattern in patterns for p in self.cache_path.glob(pattern)]
         leftovers += list((self.cache_path / "refs").rglob("*.lock"))
         for stale in leftovers:
             stale.unlink(missing_ok=True)
-        for scratch in (IMPORT_REF, INCOMING_REF):
-            if self.repo.git.for_each_ref(scratch):
-                self.repo.git.update_ref("-d", scratch)
+        for scratch in self.repo.git.for_each_ref("--format=%(refname)", IMPORT_REF, INCOMING_REF).split():
+            self.repo.git.update_ref("-d", scratch)
 
     def __exit__(self, *exc: object) -> None:
         if self._repo is not None:
@@ -252,7 +254,8 @@ class GitopsRepository:
         its new tip must contain the one the cache last saw or published. It is fetched into
         a scratch ref first: a rewound or deleted branch is refused before the cache forgets
         the tip chainops knows (the repair needs it). Review branches are chainops' own and
-        are rebuilt freely."""
+        are rebuilt freely. A tip the cache already tracks is not fetched again (one
+        ls-remote round trip for an unchanged remote)."""
         tracking = f"refs/remotes/origin/{branch}"
         known = self._ref(tracking)
         try:
@@ -260,7 +263,10 @@ class GitopsRepository:
         except git.GitCommandError as exc:
             raise GitopsError(f"cannot reach GitOps repository {self.shown_url}: {_stderr(exc)}") from None
         guarded = branch == self.branch and known is not None
-        if not remote_refs.strip():
+        remote_tip = next((line.split()[0] for line in remote_refs.splitlines() if line.endswith(f"\trefs/heads/{branch}")), None)
+        if remote_tip is not None and remote_tip == known:
+            return known  # the cache already holds this tip: nothing to fetch, nothing moved
+        if remote_tip is None:
             if guarded and not self.accept_rewind:
                 raise self._rewound(known, None)
             if known is not None and branch == self.branch:
