@@ -35,9 +35,10 @@ SLOW_DIRECTORIES = frozenset({"dagster", "smoke"})
 # The tests create and delete about 100,000 small files per run (git repositories, homes,
 # sops and kustomize scratch files). On this VM's ext4 root, inode allocation for them (the
 # kernel's scan for a free inode that was not recently deleted, perf: find_inode_bit /
-# recently_deleted) cost a third of `make test-fast`'s CPU time. pytest's numbered temp dirs
-# (it keeps the last three runs, ~115 MB each for the fast suite) go on a memory filesystem
-# when one with room is mounted; CHAINOPS_TEST_TMPDIR names another root, or "" keeps the default.
+# recently_deleted) cost a third of `make test-fast`'s CPU time. pytest's temp dirs (a run
+# peaks at ~115 MB fast, ~450 MB full; only failed tests keep theirs, see pyproject.toml) go
+# on a memory filesystem when one with room and exec is mounted; CHAINOPS_TEST_TMPDIR names
+# another root, or "" keeps the default.
 MEMORY_TEMP_ROOT = Path("/dev/shm")
 MEMORY_TEMP_MIN_FREE = 2 << 30
 
@@ -51,6 +52,8 @@ def _test_temp_root() -> str | None:
     except OSError:
         return None
     if stats.f_bavail * stats.f_frsize < MEMORY_TEMP_MIN_FREE or not os.access(MEMORY_TEMP_ROOT, os.W_OK):
+        return None
+    if stats.f_flag & os.ST_NOEXEC:  # tests run git hooks and scripts from their temp dirs
         return None
     return str(MEMORY_TEMP_ROOT)
 
