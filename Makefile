@@ -51,7 +51,7 @@ test: $(STAMP) smoke-bins monitoring-bins
 
 # Everything but the tests that boot servers and pods (see SLOW_MODULES in tests/conftest.py).
 # Three workers here too: two left the cores ~12% idle (tests waiting on git servers, sops,
-# kubectl and retry back-offs); measured 43-46 s against 45-58 s.
+# kubectl and retry back-offs); measured 43-49 s against 45-58 s (README, Tests).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 3 -q -m "not slow"
 

@@ -264,8 +264,8 @@ class GitopsRepository:
             raise GitopsError(f"cannot reach GitOps repository {self.shown_url}: {_stderr(exc)}") from None
         guarded = branch == self.branch and known is not None
         remote_tip = next((line.split()[0] for line in remote_refs.splitlines() if line.endswith(f"\trefs/heads/{branch}")), None)
-        if remote_tip is not None and remote_tip == known:
-            return known  # the cache already holds this tip: nothing to fetch, nothing moved
+        if remote_tip == known:
+            return known  # the cache already tracks this tip (or neither side has the branch): nothing moved
         if remote_tip is None:
             if guarded and not self.accept_rewind:
                 raise self._rewound(known, None)

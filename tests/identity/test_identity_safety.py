@@ -24,7 +24,8 @@ import pytest
 from eth_account import Account
 
 from pipelines.lib.model import PublishTarget, without_credentials
-from tests.conftest import commit_count, git, venv_tool
+from pipelines.lib.sealing import sops_binary
+from tests.conftest import commit_count, git
 from tests.git_http_server import GitHttpServer
 from tests.key_helpers import identity_secret, sops_decrypt
 from tests.yaml_reader import read_yaml, read_yaml_all
@@ -374,7 +375,7 @@ def sops_recipients_for(work: Path, relative: str) -> list[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: probe}\ndata: {k: dg==}\n")
     out = subprocess.run(
-        [venv_tool("sops"), "--disable-version-check", "--encrypt", relative], cwd=work, capture_output=True, text=True, check=True
+        [sops_binary(), "--disable-version-check", "--encrypt", relative], cwd=work, capture_output=True, text=True, check=True
     ).stdout
     return sorted(entry["recipient"] for entry in read_yaml(out)["sops"]["age"])
 
